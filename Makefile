@@ -1,0 +1,34 @@
+# provider-fallback: every target sets up what it needs on a fresh Debian machine.
+#   make render [STACK=path/to/stack.yaml]   render every host file under build/<os>/
+#   make test                                 lint, type-check and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= inventory/stack.yaml
+# Debian tools the tests run for real (promtool, amtool, systemd-analyze).
+APT_TOOLS := prometheus prometheus-alertmanager systemd
+
+.PHONY: render test lint unit tools venv clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+render: venv
+	$(BIN)/python -m tasks.render --stack $(STACK) --out build
+
+tools:
+	@scripts/ensure-apt-tools.sh $(APT_TOOLS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy monitoring tasks tests deploy.py
+
+test: venv tools lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,121 @@
+"""Where every file of the bundle lives on a host, per target OS: the one place for paths.
+
+Render puts artifacts at these destinations, the watchdog config points at them, the units and
+scheduled tasks start programs from them, and the host tests look for them here. Linux paths
+follow Debian's packages (``/etc/prometheus``, ``/etc/default``); Windows paths sit under
+``windows.install_root``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Literal
+
+from monitoring.stack import Stack
+
+TargetOS = Literal["linux", "windows"]
+TARGET_OSES: tuple[TargetOS, ...] = ("linux", "windows")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Absolute host paths for one target OS."""
+
+    os: TargetOS
+    venv: str
+    python: str
+    litellm_bin: str
+    watchdog_bin: str
+    config_dir: str
+    state_dir: str
+    log_dir: str
+    litellm_config: str
+    watchdog_config: str
+    secrets_env: str | None
+    prometheus_config: str
+    prometheus_rules: str
+    prometheus_data: str
+    alertmanager_config: str
+    alertmanager_data: str
+    grafana_datasource: str
+    grafana_dashboard_provider: str
+    grafana_dashboard: str
+    grafana_dashboards_dir: str
+    scripts_dir: str | None
+    units_dir: str | None
+
+    def join(self, *parts: str) -> str:
+        """Join path parts with this OS's separator."""
+        cls = PurePosixPath if self.os == "linux" else PureWindowsPath
+        return str(cls(*parts))
+
+    def state(self, name: str) -> str:
+        return self.join(self.state_dir, name)
+
+    def log(self, name: str) -> str:
+        return self.join(self.log_dir, name)
+
+
+def layout(stack: Stack, target: TargetOS) -> Layout:
+    """The paths of ``stack`` on a ``target`` host."""
+    grafana = stack.grafana
+    if target == "linux":
+        lx = stack.linux
+        p = PurePosixPath
+        venv = p(lx.install_dir, "venv")
+        prov = p(grafana.provisioning_dir.linux)
+        dash_dir = p(grafana.dashboards_dir.linux)
+        return Layout(
+            os="linux",
+            venv=str(venv),
+            python=str(venv / "bin" / "python"),
+            litellm_bin=str(venv / "bin" / "litellm"),
+            watchdog_bin=str(venv / "bin" / "provider-fallback"),
+            config_dir=lx.config_dir,
+            state_dir=lx.state_dir,
+            log_dir=lx.log_dir,
+            litellm_config=str(p(lx.config_dir, "litellm.yaml")),
+            watchdog_config=str(p(lx.config_dir, "watchdog.json")),
+            secrets_env=str(p(lx.config_dir, "secrets.env")),
+            prometheus_config="/etc/prometheus/prometheus.yml",
+            prometheus_rules="/etc/prometheus/rules/provider-fallback.rules.yml",
+            prometheus_data="/var/lib/prometheus/metrics2",
+            alertmanager_config="/etc/prometheus/alertmanager.yml",
+            alertmanager_data="/var/lib/prometheus/alertmanager",
+            grafana_datasource=str(prov / "datasources" / "provider-fallback.yaml"),
+            grafana_dashboard_provider=str(prov / "dashboards" / "provider-fallback.yaml"),
+            grafana_dashboard=str(dash_dir / f"{grafana.dashboard.uid}.json"),
+            grafana_dashboards_dir=str(dash_dir),
+            scripts_dir=None,
+            units_dir="/etc/systemd/system",
+        )
+    w = PureWindowsPath
+    root = w(stack.windows.install_root)
+    venv = root / "venv"
+    prov = w(grafana.provisioning_dir.windows)
+    dash_dir = w(grafana.dashboards_dir.windows)
+    return Layout(
+        os="windows",
+        venv=str(venv),
+        python=str(venv / "Scripts" / "python.exe"),
+        litellm_bin=str(venv / "Scripts" / "litellm.exe"),
+        watchdog_bin=str(venv / "Scripts" / "provider-fallback.exe"),
+        config_dir=str(root / "config"),
+        state_dir=str(root / "state"),
+        log_dir=str(root / "logs"),
+        litellm_config=str(root / "config" / "litellm.yaml"),
+        watchdog_config=str(root / "config" / "watchdog.json"),
+        secrets_env=None,  # Windows keeps secrets in the user's environment variables
+        prometheus_config=str(root / "prometheus" / "prometheus.yml"),
+        prometheus_rules=str(root / "prometheus" / "rules" / "provider-fallback.rules.yml"),
+        prometheus_data=str(root / "prometheus" / "data"),
+        alertmanager_config=str(root / "alertmanager" / "alertmanager.yml"),
+        alertmanager_data=str(root / "alertmanager" / "data"),
+        grafana_datasource=str(prov / "datasources" / "provider-fallback.yaml"),
+        grafana_dashboard_provider=str(prov / "dashboards" / "provider-fallback.yaml"),
+        grafana_dashboard=str(dash_dir / f"{grafana.dashboard.uid}.json"),
+        grafana_dashboards_dir=str(dash_dir),
+        scripts_dir=str(root / "scripts"),
+        units_dir=None,
+    )

@@ -1,0 +1,1 @@
+"""Controller side: render (stack.yaml -> host files) and the pyinfra deploy tasks."""

@@ -1,0 +1,57 @@
+"""Render: a validated stack and a target OS -> every file the host needs, as bytes.
+
+Pure and deterministic: no clock, no host, no network; the same stack gives the same bytes.
+Secret values are the only input from outside the stack; they are passed in explicitly and go
+to one user-only file (Linux) and nowhere else. ``python -m tasks.render`` writes the result
+under ``build/<os>/`` for review (see :mod:`tasks.render.__main__`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from monitoring.layout import Layout, TargetOS, layout
+from monitoring.stack import Stack
+from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows
+from tasks.render.common import Artifact, Rendered, env_file_line
+
+Component = Callable[[Stack, Layout], Rendered]
+
+#: Which renderers run for which OS, in this order.
+COMPONENTS: dict[TargetOS, tuple[Component, ...]] = {
+    "linux": (litellm.artifacts, watchdog.artifacts, systemd.artifacts, prometheus.artifacts,
+              grafana.artifacts),
+    "windows": (litellm.artifacts, watchdog.artifacts, prometheus.artifacts, grafana.artifacts,
+                windows.artifacts),
+}
+
+SECRETS_REL = "secrets/secrets.env"
+
+
+def secrets_file(stack: Stack, lay: Layout, secrets: Mapping[str, str]) -> Rendered:
+    """The Linux EnvironmentFile with the values of the stack's secret variables that are set.
+
+    Only variables named in the stack are written; unset ones are left out (the units still
+    start, and the watchdog reports the missing key as an auth problem).
+    """
+    if lay.secrets_env is None:
+        return {}
+    lines = ["# Secrets for provider-fallback, written by the deploy. Mode 0600: keep it so."]
+    lines += [env_file_line(name, secrets[name])
+              for name in stack.secret_env_names() if secrets.get(name)]
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    return {SECRETS_REL: Artifact(data, lay.secrets_env, mode=0o600, secret=True)}
+
+
+def render(stack: Stack, target: TargetOS, secrets: Mapping[str, str] | None = None) -> Rendered:
+    """Every artifact for ``target``, keyed by its path relative to ``build/<os>/``."""
+    lay = layout(stack, target)
+    out: Rendered = {}
+    parts = [component(stack, lay) for component in COMPONENTS[target]]
+    parts.append(secrets_file(stack, lay, secrets or {}))
+    for part in parts:
+        for rel, artifact in part.items():
+            if rel in out or any(a.dest == artifact.dest for a in out.values()):
+                raise RuntimeError(f"two renderers produce {rel} ({artifact.dest})")
+            out[rel] = artifact
+    return dict(sorted(out.items()))

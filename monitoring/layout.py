@@ -33,6 +33,8 @@ class Layout:
     litellm_config: str
     watchdog_config: str
     secrets_env: str | None
+    prometheus_bin: str
+    alertmanager_bin: str
     prometheus_config: str
     prometheus_rules: str
     prometheus_data: str
@@ -78,6 +80,8 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
             litellm_config=str(p(lx.config_dir, "litellm.yaml")),
             watchdog_config=str(p(lx.config_dir, "watchdog.json")),
             secrets_env=str(p(lx.config_dir, "secrets.env")),
+            prometheus_bin="/usr/bin/prometheus",
+            alertmanager_bin="/usr/bin/prometheus-alertmanager",
             prometheus_config="/etc/prometheus/prometheus.yml",
             prometheus_rules="/etc/prometheus/rules/provider-fallback.rules.yml",
             prometheus_data="/var/lib/prometheus/metrics2",
@@ -107,6 +111,8 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
         litellm_config=str(root / "config" / "litellm.yaml"),
         watchdog_config=str(root / "config" / "watchdog.json"),
         secrets_env=None,  # Windows keeps secrets in the user's environment variables
+        prometheus_bin=str(root / "prometheus" / "prometheus.exe"),
+        alertmanager_bin=str(root / "alertmanager" / "alertmanager.exe"),
         prometheus_config=str(root / "prometheus" / "prometheus.yml"),
         prometheus_rules=str(root / "prometheus" / "rules" / "provider-fallback.rules.yml"),
         prometheus_data=str(root / "prometheus" / "data"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Literal
 
-from monitoring.stack import Stack
+from monitoring.stack import Stack, prom_duration
 
 TargetOS = Literal["linux", "windows"]
 TARGET_OSES: tuple[TargetOS, ...] = ("linux", "windows")
@@ -36,6 +36,9 @@ class Layout:
     prometheus_bin: str
     alertmanager_bin: str
     prometheus_config: str
+    #: Debian's packages read their flags (ARGS=) from these files; None on Windows.
+    prometheus_defaults: str | None
+    alertmanager_defaults: str | None
     prometheus_rules: str
     prometheus_data: str
     alertmanager_config: str
@@ -83,6 +86,8 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
             prometheus_bin="/usr/bin/prometheus",
             alertmanager_bin="/usr/bin/prometheus-alertmanager",
             prometheus_config="/etc/prometheus/prometheus.yml",
+            prometheus_defaults="/etc/default/prometheus",
+            alertmanager_defaults="/etc/default/prometheus-alertmanager",
             prometheus_rules="/etc/prometheus/rules/provider-fallback.rules.yml",
             prometheus_data="/var/lib/prometheus/metrics2",
             alertmanager_config="/etc/prometheus/alertmanager.yml",
@@ -96,15 +101,15 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
         )
     w = PureWindowsPath
     root = w(stack.windows.install_root)
-    venv = root / "venv"
-    prov = w(grafana.provisioning_dir.windows)
-    dash_dir = w(grafana.dashboards_dir.windows)
+    wvenv = root / "venv"
+    wprov = w(grafana.provisioning_dir.windows)
+    wdash = w(grafana.dashboards_dir.windows)
     return Layout(
         os="windows",
-        venv=str(venv),
-        python=str(venv / "Scripts" / "python.exe"),
-        litellm_bin=str(venv / "Scripts" / "litellm.exe"),
-        watchdog_bin=str(venv / "Scripts" / "provider-fallback.exe"),
+        venv=str(wvenv),
+        python=str(wvenv / "Scripts" / "python.exe"),
+        litellm_bin=str(wvenv / "Scripts" / "litellm.exe"),
+        watchdog_bin=str(wvenv / "Scripts" / "provider-fallback.exe"),
         config_dir=str(root / "config"),
         state_dir=str(root / "state"),
         log_dir=str(root / "logs"),
@@ -114,14 +119,62 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
         prometheus_bin=str(root / "prometheus" / "prometheus.exe"),
         alertmanager_bin=str(root / "alertmanager" / "alertmanager.exe"),
         prometheus_config=str(root / "prometheus" / "prometheus.yml"),
+        prometheus_defaults=None,
+        alertmanager_defaults=None,
         prometheus_rules=str(root / "prometheus" / "rules" / "provider-fallback.rules.yml"),
         prometheus_data=str(root / "prometheus" / "data"),
         alertmanager_config=str(root / "alertmanager" / "alertmanager.yml"),
         alertmanager_data=str(root / "alertmanager" / "data"),
-        grafana_datasource=str(prov / "datasources" / "provider-fallback.yaml"),
-        grafana_dashboard_provider=str(prov / "dashboards" / "provider-fallback.yaml"),
-        grafana_dashboard=str(dash_dir / f"{grafana.dashboard.uid}.json"),
-        grafana_dashboards_dir=str(dash_dir),
+        grafana_datasource=str(wprov / "datasources" / "provider-fallback.yaml"),
+        grafana_dashboard_provider=str(wprov / "dashboards" / "provider-fallback.yaml"),
+        grafana_dashboard=str(wdash / f"{grafana.dashboard.uid}.json"),
+        grafana_dashboards_dir=str(wdash),
         scripts_dir=str(root / "scripts"),
         units_dir=None,
     )
+
+
+#: Environment every proxy start needs. Without the local cost map LiteLLM fetches a JSON file
+#: from the internet at start-up (and hangs on a host without it).
+PROXY_ENV: dict[str, str] = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def proxy_command(stack: Stack, lay: Layout) -> list[str]:
+    """The proxy's command line. ``python -m litellm`` (the runbook's) does not start the proxy:
+    the package has no ``__main__``; ``litellm.proxy.proxy_cli`` is what its console script runs.
+    """
+    listen = stack.litellm.listen
+    return [lay.python, "-m", "litellm.proxy.proxy_cli", "--config", lay.litellm_config,
+            "--host", listen.host, "--port", str(listen.port)]
+
+
+def watchdog_command(lay: Layout) -> list[str]:
+    """The watchdog's command line (the ``provider-fallback`` console script)."""
+    return [lay.watchdog_bin, "watch", "--config", lay.watchdog_config]
+
+
+def prometheus_command(stack: Stack, lay: Layout) -> list[str]:
+    """Prometheus' command line: config, listen address, data directory and retention."""
+    prom = stack.prometheus
+    return [
+        lay.prometheus_bin,
+        f"--config.file={lay.prometheus_config}",
+        f"--web.listen-address={prom.listen.bind}",
+        f"--storage.tsdb.path={lay.prometheus_data}",
+        f"--storage.tsdb.retention.time={prom_duration(prom.retention)}",
+    ]
+
+
+def alertmanager_command(stack: Stack, lay: Layout) -> list[str]:
+    """Alertmanager's command line, clustering off (``--cluster.listen-address=``).
+
+    A single node needs no gossip, and with clustering on Alertmanager refuses to start on a
+    host without an RFC1918 address ("No private IP address found"), restart-looping forever.
+    """
+    return [
+        lay.alertmanager_bin,
+        f"--config.file={lay.alertmanager_config}",
+        f"--storage.path={lay.alertmanager_data}",
+        "--cluster.listen-address=",
+        f"--web.listen-address={stack.alertmanager.listen.bind}",
+    ]

@@ -26,6 +26,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
+_DURATION_HELP = "a duration such as 30s, 5m, 1h or a number of seconds"
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a number of seconds or a Prometheus-style duration such as ``1h30m``.
 
@@ -33,7 +36,7 @@ def parse_duration(value: object) -> float:
     alike; render turns seconds back into Prometheus syntax where Prometheus reads it.
     """
     if isinstance(value, bool):
-        raise PydanticCustomError("duration", "a duration such as 30s, 5m, 1h or a number of seconds")
+        raise PydanticCustomError("duration", _DURATION_HELP)
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -44,7 +47,7 @@ def parse_duration(value: object) -> float:
             )
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
     else:
-        raise PydanticCustomError("duration", "a duration such as 30s, 5m, 1h or a number of seconds")
+        raise PydanticCustomError("duration", _DURATION_HELP)
     if seconds <= 0:
         raise PydanticCustomError("duration", "a positive duration (greater than 0)")
     return seconds
@@ -142,10 +145,35 @@ class Strict(BaseModel):
 
 
 class Listen(Strict):
-    """An address and port a service binds."""
+    """An address and port a service binds, and how a local client reaches it."""
 
     host: IP
     port: Port
+
+    @property
+    def bind(self) -> str:
+        """``host:port`` for a listen flag (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def connect(self) -> str:
+        """``host:port`` a client on the same host connects to.
+
+        A service bound to every address (``0.0.0.0`` or ``::``) is reached on loopback:
+        connecting to the unspecified address works on Linux but fails on Windows, and
+        loopback is always among the addresses such a service listens on.
+        """
+        ip = ipaddress.ip_address(self.host)
+        if ip.is_unspecified:
+            ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://`` + :attr:`connect`."""
+        return f"http://{self.connect}"
 
 
 class OsPaths(Strict):
@@ -315,7 +343,8 @@ class LinuxUnits(Strict):
     watchdog: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
 
 
-AbsPosix = Annotated[str, Field(pattern=r"^/[^\s]*$")]
+# Plain characters only: these paths go into unit lines and Debian ARGS= lines unquoted.
+AbsPosix = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/@+-]*$")]
 
 
 class Linux(Strict):
@@ -334,14 +363,26 @@ class Firewall(Strict):
     remote_addresses: list[str] = Field(min_length=1)
 
 
+TaskName = Annotated[str, Field(min_length=1, max_length=200,
+                                pattern=r"^[^\\/\x00-\x1f\x7f%]+$")]
+
+
+def _task_restart_interval(seconds: float) -> float:
+    if not 60 <= seconds <= 31 * 86400:
+        raise PydanticCustomError("restart_interval", "between 1m and 31d (Task Scheduler's range)")
+    return seconds
+
+
 class ScheduledTasks(Strict):
-    folder: Annotated[str, Field(pattern=r"^\\([^\\]+\\)*$")]
-    litellm: str = Field(min_length=1)
-    watchdog: str = Field(min_length=1)
-    prometheus: str = Field(min_length=1)
-    alertmanager: str = Field(min_length=1)
-    restart_interval: Duration
-    restart_count: PositiveCount
+    """Task Scheduler folder and task names (no slashes, % or control characters)."""
+
+    folder: Annotated[str, Field(pattern=r"^\\([^\\/\x00-\x1f%]+\\)*$")]
+    litellm: TaskName
+    watchdog: TaskName
+    prometheus: TaskName
+    alertmanager: TaskName
+    restart_interval: Annotated[Duration, AfterValidator(_task_restart_interval)]
+    restart_count: Annotated[int, Field(ge=1, le=255)]
 
 
 class EventIds(Strict):
@@ -403,11 +444,15 @@ class Webhook(Strict):
     url: HttpUrl | None = None
 
 
+# host:port (Alertmanager refuses a smarthost without a port), or empty when email is off.
+SmartHost = Annotated[str, Field(pattern=r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")]
+
+
 class Email(Strict):
     enabled: bool
     to: str = ""
     sender: str = ""
-    smarthost: str = ""
+    smarthost: SmartHost = ""
     auth_username: str = ""
     auth_password_env: EnvName | None = None
 
@@ -479,6 +524,4 @@ class Stack(Strict):
     @property
     def proxy_url(self) -> str:
         """The base URL agents and probes use for the local proxy."""
-        listen = self.litellm.listen
-        host = f"[{listen.host}]" if ":" in listen.host else listen.host
-        return f"http://{host}:{listen.port}"
+        return self.litellm.listen.url

@@ -33,18 +33,21 @@ class Problem:
 Check = Callable[[Stack], Iterator[Problem]]
 
 
+def _defined_models(stack: Stack) -> str:
+    return f"a model defined under litellm.models ({', '.join(sorted(stack.litellm.models))})"
+
+
 def check_fallbacks(stack: Stack) -> Iterator[Problem]:
     """Every fallback chain starts from and names defined models, without loops."""
     models = stack.litellm.models
-    known = ", ".join(sorted(models))
     for source, chain in stack.litellm.fallbacks.items():
         if source not in models:
             yield Problem(("litellm", "fallbacks", source), repr(source),
-                          f"a model defined under litellm.models ({known})")
+                          _defined_models(stack))
         for i, target in enumerate(chain):
             if target not in models:
                 yield Problem(("litellm", "fallbacks", source, i), repr(target),
-                              f"a model defined under litellm.models ({known})")
+                              _defined_models(stack))
             elif target == source:
                 yield Problem(("litellm", "fallbacks", source, i), repr(target),
                               "another model: a model cannot fall back to itself")
@@ -63,10 +66,20 @@ def check_models(stack: Stack) -> Iterator[Problem]:
         if model.is_free and (model.input_usd_per_1k or model.output_usd_per_1k):
             yield Problem(("litellm", "models", name, "is_free"), "true with a non-zero price",
                           "is_free: false, or input/output_usd_per_1k: 0")
+    first: dict[str, tuple[str, str, str]] = {}
+    for name, model in stack.litellm.models.items():
+        seen = first.setdefault(model.provider, (name, model.api_base, model.api_key_env))
+        for field, value, expected in (("api_base", model.api_base, seen[1]),
+                                       ("api_key_env", model.api_key_env, seen[2])):
+            if value != expected:
+                yield Problem(("litellm", "models", name, field), repr(value),
+                              f"{expected!r}, as for {seen[0]}: models of one provider "
+                              f"({model.provider}) share its endpoint and key, which the "
+                              "watchdog probes once")
     probe = stack.watchdog.completion_probe
     if probe.model not in stack.litellm.models:
         yield Problem(("watchdog", "completion_probe", "model"), repr(probe.model),
-                      f"a model defined under litellm.models ({', '.join(sorted(stack.litellm.models))})")
+                      _defined_models(stack))
 
 
 def check_targets(stack: Stack) -> Iterator[Problem]:
@@ -114,7 +127,8 @@ def check_budget(stack: Stack) -> Iterator[Problem]:
                           "the name of a model (litellm.models) or a target (targets)")
         elif not free:
             yield Problem(("budget", "free_allow_list", i), f"{name!r}, which is paid",
-                          "only free models or targets: the kill switch must never reach a paid one")
+                          "only free models or targets: the kill switch must never reach "
+                          "a paid one")
     levels = stack.budget.levels_percent
     if not levels.warning < levels.critical < levels.exceeded:
         yield Problem(("budget", "levels_percent"),
@@ -179,7 +193,8 @@ def check_order(stack: Stack) -> Iterator[Problem]:
     ]
     for low_path, low, high_path, high, why in pairs:
         if low > high:
-            yield Problem(low_path, f"{low:g}s, more than {'.'.join(map(str, high_path))} ({high:g}s)",
+            other = ".".join(map(str, high_path))
+            yield Problem(low_path, f"{low:g}s, more than {other} ({high:g}s)",
                           f"at most {high:g}s: {why}")
     providers = {m.provider for m in stack.litellm.models.values()}
     if wd.min_healthy_providers > len(providers) + 1:
@@ -195,11 +210,27 @@ def check_email(stack: Stack) -> Iterator[Problem]:
             if not getattr(email, field):
                 yield Problem(("alertmanager", "receivers", "email", field), "''",
                               "a value: email is enabled (or set enabled: false)")
+    if email.auth_password_env and not email.auth_username:
+        yield Problem(("alertmanager", "receivers", "email", "auth_username"), "''",
+                      "a user name: Alertmanager sends no SMTP AUTH without one, so the "
+                      "password would go unused (or set auth_password_env: null)")
+
+
+def check_windows_tasks(stack: Stack) -> Iterator[Problem]:
+    """Each scheduled task has its own name (Task Scheduler compares names without case)."""
+    tasks = stack.windows.tasks
+    seen: dict[str, str] = {}
+    for key in ("litellm", "watchdog", "prometheus", "alertmanager"):
+        name = getattr(tasks, key)
+        other = seen.setdefault(name.casefold(), key)
+        if other != key:
+            yield Problem(("windows", "tasks", key), repr(name),
+                          f"a name of its own: windows.tasks.{other} already uses it")
 
 
 CHECKS: tuple[Check, ...] = (
     check_fallbacks, check_models, check_targets, check_budget, check_ports, check_order,
-    check_email,
+    check_email, check_windows_tasks,
 )
 
 

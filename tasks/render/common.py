@@ -93,7 +93,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("xml",), default=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("xml", "xml.j2"), default=False),
     )
     env.filters["ps"] = ps_literal
     env.filters["sd"] = systemd_quote

@@ -1,11 +1,37 @@
-"""Placeholder: filled in by its own work item."""
+"""Grafana: the dashboard JSON and the two provisioning files, for Linux and Windows alike.
+
+The builders live in the ``monitoring`` package (:mod:`monitoring.dashboard`,
+:mod:`monitoring.grafana_provisioning`) beside the metric names they use; this module only
+dumps them with a stable key order and says where each file goes on the host (from
+:class:`~monitoring.layout.Layout`). The files are put in place whether or not the deploy
+installs Grafana itself (``grafana.install``), so an existing Grafana picks them up too.
+"""
 
 from __future__ import annotations
 
+from monitoring import dashboard, grafana_provisioning
 from monitoring.layout import Layout
 from monitoring.stack import Stack
-from tasks.render.common import Rendered
+from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
+
+HEADER = "# Rendered from stack.yaml by provider-fallback: edit stack.yaml, not this file.\n"
+
+DATASOURCE_REL = "grafana/provisioning/datasources/provider-fallback.yaml"
+PROVIDER_REL = "grafana/provisioning/dashboards/provider-fallback.yaml"
+
+
+def dashboard_rel(stack: Stack) -> str:
+    """The dashboard's build-relative path, named by its uid like its host path."""
+    return f"grafana/dashboards/{stack.grafana.dashboard.uid}.json"
 
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:
-    return {}
+    """The data source, the dashboard provider and the dashboard, each at its host path."""
+    return {
+        DATASOURCE_REL: Artifact(
+            dump_yaml(grafana_provisioning.datasource(stack), HEADER), lay.grafana_datasource),
+        PROVIDER_REL: Artifact(
+            dump_yaml(grafana_provisioning.dashboards(stack, lay), HEADER),
+            lay.grafana_dashboard_provider),
+        dashboard_rel(stack): Artifact(dump_json(dashboard.build(stack)), lay.grafana_dashboard),
+    }

@@ -1,11 +1,31 @@
-"""Placeholder."""
+"""systemd units for the proxy and the watchdog (Linux and WSL with systemd).
+
+Text formats, so Jinja templates; every value comes from the stack or the layout. Secrets
+reach the services through the 0600 EnvironmentFile, never through the unit itself (units
+are world-readable and shown by ``systemctl cat``).
+"""
 
 from __future__ import annotations
 
-from monitoring.layout import Layout
+from monitoring.layout import PROXY_ENV, Layout, proxy_command, watchdog_command
 from monitoring.stack import Stack
-from tasks.render.common import Rendered
+from tasks.render.common import Artifact, Rendered, template
 
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:
-    return {}
+    """``systemd/<unit>`` for the proxy and the watchdog."""
+    assert lay.units_dir is not None
+    assert lay.secrets_env is not None
+    lx = stack.linux
+    common = {"user": lx.user, "group": lx.group, "secrets_env": lay.secrets_env,
+              "state_dir": lay.state_dir, "log_dir": lay.log_dir}
+    litellm_unit = template("linux/litellm.service.j2", version=stack.litellm.version,
+                            env=PROXY_ENV, command=proxy_command(stack, lay), **common)
+    watchdog_unit = template("linux/watchdog.service.j2", litellm_unit=lx.units.litellm,
+                             command=watchdog_command(lay), **common)
+    return {
+        f"systemd/{lx.units.litellm}": Artifact(litellm_unit,
+                                                lay.join(lay.units_dir, lx.units.litellm)),
+        f"systemd/{lx.units.watchdog}": Artifact(watchdog_unit,
+                                                 lay.join(lay.units_dir, lx.units.watchdog)),
+    }

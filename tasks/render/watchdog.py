@@ -1,11 +1,125 @@
-"""Placeholder."""
+"""The watchdog config file (``watchdog/watchdog.json``), resolved from stack.yaml.
+
+Everything in it is a final value (URLs, paths, commands, the agent-file keys of each target)
+so the watchdog on the host never re-derives what render already knows.
+"""
 
 from __future__ import annotations
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
-from tasks.render.common import Rendered
+from monitoring import metrics
+from monitoring.layout import PROXY_ENV, Layout, proxy_command
+from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
+from monitoring.watchdog_config import (
+    AgentSpec,
+    BudgetSpec,
+    Hysteresis,
+    Listen,
+    ModelPrice,
+    Paths,
+    Probes,
+    ProviderSpec,
+    ProxySpec,
+    Restart,
+    TargetSpec,
+    WatchdogConfig,
+    WindowsEvents,
+)
+from tasks.render.common import Artifact, Rendered, dump_json
+
+PROXY_ROUTE = "litellm"
+
+
+def _providers(stack: Stack) -> list[ProviderSpec]:
+    """One entry per provider; its models share api_base and key (checked by the schema)."""
+    out: dict[str, ProviderSpec] = {}
+    for alias, model in stack.litellm.models.items():
+        seen = out.get(model.provider)
+        models = [*seen.models, alias] if seen else [alias]
+        out[model.provider] = ProviderSpec(name=model.provider, api_base=model.api_base,
+                                           api_key_env=model.api_key_env, models=models)
+    return list(out.values())
+
+
+def _target(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget) -> TargetSpec:
+    if isinstance(target, AgentTarget):
+        return TargetSpec(name=target.name, label=target.label, kind="agent", route=None,
+                          is_free=target.is_free,
+                          settings={"provider": target.provider, "model": target.model})
+    model = stack.litellm.models[target.model]
+    if isinstance(target, LitellmTarget):
+        # Runbook 4.3: provider litellm, the proxy's endpoint, a model alias it serves.
+        return TargetSpec(name=target.name, label=target.label, kind="litellm",
+                          route=PROXY_ROUTE, is_free=model.is_free,
+                          settings={"provider": "litellm", "endpoint": stack.proxy_url,
+                                    "model": target.model})
+    return TargetSpec(name=target.name, label=target.label, kind="direct",
+                      route=model.provider, is_free=model.is_free,
+                      settings={"provider": model.provider, "endpoint": model.api_base,
+                                "model": model.upstream_model})
+
+
+def build(stack: Stack, lay: Layout) -> WatchdogConfig:
+    """The watchdog config for one host OS."""
+    wd = stack.watchdog
+    win = stack.windows
+    budget = stack.budget
+    return WatchdogConfig(
+        os=lay.os,
+        listen=Listen(host=wd.listen.host, port=wd.listen.port),
+        proxy=ProxySpec(
+            url=stack.proxy_url,
+            master_key_env=stack.litellm.master_key_env,
+            version=stack.litellm.version,
+            metrics_path=metrics.LITELLM_METRICS_PATH,
+            models=list(stack.litellm.models),
+            config_path=lay.litellm_config,
+            command=proxy_command(stack, lay),
+            env=dict(PROXY_ENV),
+            systemd_unit=stack.linux.units.litellm if lay.os == "linux" else None,
+            windows_task=(win.tasks.folder + win.tasks.litellm) if lay.os == "windows" else None,
+        ),
+        providers=_providers(stack),
+        models={alias: ModelPrice(provider=m.provider, upstream_model=m.upstream_model,
+                                  input_usd_per_1k=m.input_usd_per_1k,
+                                  output_usd_per_1k=m.output_usd_per_1k, is_free=m.is_free)
+                for alias, m in stack.litellm.models.items()},
+        targets=[_target(stack, t) for t in stack.targets],
+        agents=[AgentSpec(name=a.name, path=getattr(a.path, lay.os)) for a in stack.agents],
+        probes=Probes(interval=wd.probe_interval, timeout=wd.probe_timeout,
+                      provider_interval=wd.provider_probe_interval,
+                      metrics_interval=wd.metrics_probe_interval,
+                      completion_enabled=wd.completion_probe.enabled,
+                      completion_interval=wd.completion_probe.interval,
+                      completion_model=wd.completion_probe.model),
+        hysteresis=Hysteresis(failure_threshold=wd.failure_threshold,
+                              success_threshold=wd.success_threshold, min_dwell=wd.min_dwell,
+                              half_open_after=wd.half_open_after,
+                              max_switches_per_hour=wd.max_switches_per_hour),
+        restart=Restart(backoff_initial=wd.restart.backoff_initial,
+                        backoff_max=wd.restart.backoff_max,
+                        max_per_hour=wd.restart.max_per_hour),
+        min_healthy_providers=wd.min_healthy_providers,
+        paths=Paths(log_dir=lay.log_dir, state_dir=lay.state_dir,
+                    event_log=lay.log(wd.event_log), event_jsonl=lay.log(wd.event_jsonl),
+                    state_file=lay.state(wd.state_file), cost_log=lay.log(budget.cost_log),
+                    alert_log=lay.log(budget.alert_log),
+                    provider_config=getattr(budget.provider_config, lay.os)),
+        budget=BudgetSpec(monthly_usd=budget.monthly_usd,
+                          warning_percent=budget.levels_percent.warning,
+                          critical_percent=budget.levels_percent.critical,
+                          exceeded_percent=budget.levels_percent.exceeded,
+                          daily_warning_usd=budget.daily_warning,
+                          free_allow_list=list(budget.free_allow_list)),
+        windows_events=WindowsEvents(source=win.event_log.source, log=win.event_log.log,
+                                     fallback=win.event_log.ids.fallback,
+                                     restored=win.event_log.ids.restored,
+                                     error=win.event_log.ids.error,
+                                     kill_switch=win.event_log.ids.kill_switch)
+        if lay.os == "windows" else None,
+    )
 
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:
-    return {}
+    """``watchdog/watchdog.json``: no secrets in it (names of variables only)."""
+    data = dump_json(build(stack, lay).model_dump(mode="json"))
+    return {"watchdog/watchdog.json": Artifact(data, lay.watchdog_config, mode=0o644)}

@@ -1,0 +1,111 @@
+"""The real, pinned LiteLLM proxy for tests: a cached venv and a process on a free port.
+
+The venv (~750 MB, ~100 s to install) is built once per machine under the cache directory
+(``$PF_CACHE`` or ``~/.cache/provider-fallback``) and reused; a lock keeps two sessions from
+building it at once. The proxy starts in ~15 s, so tests share one per session.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from monitoring.layout import PROXY_ENV
+
+#: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
+#: prometheus-client `callbacks: ["prometheus"]` aborts start-up; without prisma a request
+#: with no key gets a plain-text 500 instead of a 401.
+COMPANIONS = ("prometheus-client==0.26.0", "prisma==0.15.0")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PF_CACHE", Path.home() / ".cache" / "provider-fallback"))
+
+
+def ensure_venv(version: str) -> Path:
+    """The venv with ``litellm[proxy]==version``; built on first use, then reused."""
+    venv = cache_dir() / f"litellm-{version}"
+    stamp = venv / ".complete"
+    if stamp.exists():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".litellm-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists():
+            return venv
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                              "--disable-pip-version-check", f"litellm[proxy]=={version}",
+                              *COMPANIONS], capture_output=True, text=True, check=False)
+        if pip.returncode != 0:
+            raise RuntimeError(f"pip could not install litellm[proxy]=={version}:\n"
+                               f"{pip.stderr[-3000:]}")
+        stamp.write_text(version)
+    return venv
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RunningProxy:
+    url: str
+    master_key: str
+    log: Path
+
+
+def wait_until_live(url: str, process: subprocess.Popen[bytes], deadline_s: float) -> None:
+    """Poll /health/liveliness until it answers 200, the process dies, or the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the proxy exited with code {process.returncode} during start-up")
+        try:
+            if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the proxy did not answer /health/liveliness within {deadline_s} s")
+
+
+@contextmanager
+def running_proxy(venv: Path, config: Path, workdir: Path, env: Mapping[str, str],
+                  master_key: str, deadline_s: float = 120) -> Iterator[RunningProxy]:
+    """Start the proxy with ``config`` on a free loopback port; always stopped afterwards."""
+    port = free_port()
+    log = workdir / "litellm.log"
+    full_env = {**os.environ, **PROXY_ENV, **env}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+             str(config), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until_live(url, process, deadline_s)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}\n--- proxy log tail ---\n{tail}") from None
+        yield RunningProxy(url=url, master_key=master_key, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

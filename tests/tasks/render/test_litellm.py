@@ -1,0 +1,113 @@
+"""The rendered LiteLLM config: its shape, and the real pinned proxy starting from it."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from monitoring import metrics
+from monitoring.stack import Stack
+from tasks.render import litellm
+from tasks.render.common import Rendered
+from tests.support.litellm_proxy import RunningProxy, ensure_venv, running_proxy
+
+CONFIG = "litellm/config.yaml"
+
+
+def test_every_model_alias_is_served_through_its_openai_compatible_endpoint(stack: Stack) -> None:
+    config = litellm.config(stack)
+    entries = {e["model_name"]: e["litellm_params"] for e in config["model_list"]}
+    assert list(entries) == list(stack.litellm.models)
+    for alias, model in stack.litellm.models.items():
+        params = entries[alias]
+        assert params["model"] == f"openai/{model.upstream_model}"
+        assert params["api_base"] == model.api_base
+        assert params["api_key"] == f"os.environ/{model.api_key_env}"
+        assert params["input_cost_per_token"] == pytest.approx(model.input_usd_per_1k / 1000)
+        assert params["output_cost_per_token"] == pytest.approx(model.output_usd_per_1k / 1000)
+
+
+def test_router_settings_come_from_the_stack(stack: Stack) -> None:
+    router = litellm.config(stack)["router_settings"]
+    assert router["fallbacks"] == [{k: v} for k, v in stack.litellm.fallbacks.items()]
+    assert router["num_retries"] == stack.litellm.num_retries
+    assert router["cooldown_time"] == stack.litellm.cooldown
+    assert router["timeout"] == stack.litellm.request_timeout
+    assert router["retry_policy"]["AuthenticationErrorRetries"] == stack.litellm.errors.auth.retries
+    assert router["retry_policy"]["RateLimitErrorRetries"] == stack.litellm.errors.rate.retries
+    assert (router["allowed_fails_policy"]["InternalServerErrorAllowedFails"]
+            == stack.litellm.errors.server.allowed_fails)
+
+
+def test_offline_and_metrics_settings_are_on(stack: Stack) -> None:
+    settings = litellm.config(stack)["litellm_settings"]
+    assert settings["callbacks"] == ["prometheus"]
+    assert settings["disable_hf_tokenizer_download"] is True
+    assert settings["require_auth_for_metrics_endpoint"] is False
+    assert settings["cache_params"] == {"type": "local", "ttl": stack.litellm.cache.ttl}
+    assert litellm.config(stack)["general_settings"] == {
+        "master_key": f"os.environ/{stack.litellm.master_key_env}"}
+
+
+def test_config_is_group_readable_only_and_holds_no_key(rendered_linux: Rendered) -> None:
+    artifact = rendered_linux[CONFIG]
+    assert artifact.mode == 0o640
+    assert not re.search(rb"(gsk_|sk-)[A-Za-z0-9]", artifact.data)
+
+
+# --------------------------------------------------------------------------- the real proxy
+
+
+@pytest.fixture(scope="session")
+def proxy(stack: Stack, rendered_linux: Rendered,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
+    """The pinned proxy started from the rendered config (shared by the live tests)."""
+    venv = ensure_venv(stack.litellm.version)
+    workdir = tmp_path_factory.mktemp("litellm")
+    config = workdir / "config.yaml"
+    config.write_bytes(rendered_linux[CONFIG].data)
+    key = "sk-test-master-" + os.urandom(8).hex()
+    env = {name: f"test-{name.lower()}" for name in stack.secret_env_names()}
+    env[stack.litellm.master_key_env] = key
+    with running_proxy(venv, config, workdir, env, key) as running:
+        yield running
+
+
+@pytest.mark.live
+def test_liveliness_answers(proxy: RunningProxy) -> None:
+    reply = httpx.get(f"{proxy.url}/health/liveliness", timeout=5)
+    assert reply.status_code == 200
+
+
+@pytest.mark.live
+def test_models_lists_exactly_the_configured_aliases(proxy: RunningProxy, stack: Stack) -> None:
+    reply = httpx.get(f"{proxy.url}/v1/models", timeout=10,
+                      headers={"Authorization": f"Bearer {proxy.master_key}"})
+    assert reply.status_code == 200, reply.text
+    assert sorted(m["id"] for m in reply.json()["data"]) == sorted(stack.litellm.models)
+
+
+@pytest.mark.live
+def test_models_refuses_a_request_without_the_master_key(proxy: RunningProxy) -> None:
+    reply = httpx.get(f"{proxy.url}/v1/models", timeout=10)
+    assert reply.status_code == 401
+
+
+@pytest.mark.live
+def test_metrics_are_open_and_name_what_the_dashboard_reads(proxy: RunningProxy) -> None:
+    reply = httpx.get(f"{proxy.url}{metrics.LITELLM_METRICS_PATH}", timeout=10)
+    assert reply.status_code == 200
+    families = set(re.findall(r"^# TYPE (\S+) ", reply.text, flags=re.MULTILINE))
+    # A counter's TYPE line may name it with or without its _total suffix.
+    missing = {n for n in metrics.LITELLM_METRICS
+               if n not in families and n.removesuffix("_total") not in families}
+    assert not missing, f"LiteLLM {len(families)} families lack {missing}"
+
+
+def test_rendered_bytes_are_the_config(rendered_linux: Rendered, stack: Stack) -> None:
+    assert yaml.safe_load(rendered_linux[CONFIG].data) == litellm.config(stack)

@@ -441,12 +441,16 @@ def _litellm_requests() -> JSON:
 
 
 def _litellm_failures() -> JSON:
-    expr = (f"sum by (api_provider, exception_status) "
-            f"(rate({_litellm(m.LITELLM_FAILURES)}[$__rate_interval]))")
+    failed = (f"sum by (api_provider, exception_status) "
+              f"(rate({_litellm(m.LITELLM_FAILURES)}[$__rate_interval]))")
+    succeeded = (f"sum by (api_provider) "
+                 f"(rate({_litellm(m.LITELLM_SUCCESSES)}[$__rate_interval]))")
     return _timeseries(
-        "LiteLLM upstream failures",
-        "Failed calls from the proxy to each provider per second, by upstream status.",
-        [_target(expr, "{{api_provider}} {{exception_status}}")],
+        "LiteLLM upstream responses",
+        "Calls from the proxy to each provider per second: successes, and failures by "
+        "upstream status.",
+        [_target(succeeded, "{{api_provider}} ok"),
+         _target(failed, "{{api_provider}} {{exception_status}}", "B")],
         _palette_field_config(unit="reqps", minimum=0),
     )
 

@@ -85,13 +85,15 @@ WATCHDOG_METRICS: tuple[MetricSpec, ...] = (
 LITELLM_DEPLOYMENT_STATE = "litellm_deployment_state"  # 0 healthy, 1 partial, 2 outage
 LITELLM_REQUESTS = "litellm_proxy_total_requests_metric_total"
 LITELLM_FAILURES = "litellm_deployment_failure_responses_total"
+LITELLM_SUCCESSES = "litellm_deployment_success_responses_total"
 LITELLM_SUCCESSFUL_FALLBACKS = "litellm_deployment_successful_fallbacks_total"
 LITELLM_FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"
 LITELLM_COOLED_DOWN = "litellm_deployment_cooled_down_total"
 LITELLM_LATENCY = "litellm_request_total_latency_metric"  # histogram
 
 LITELLM_METRICS: tuple[str, ...] = (
-    LITELLM_DEPLOYMENT_STATE, LITELLM_REQUESTS, LITELLM_FAILURES, LITELLM_SUCCESSFUL_FALLBACKS,
+    LITELLM_DEPLOYMENT_STATE, LITELLM_REQUESTS, LITELLM_FAILURES, LITELLM_SUCCESSES,
+    LITELLM_SUCCESSFUL_FALLBACKS,
     LITELLM_FAILED_FALLBACKS, LITELLM_COOLED_DOWN, LITELLM_LATENCY,
 )
 

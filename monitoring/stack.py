@@ -290,6 +290,7 @@ class RestartPolicy(Strict):
     backoff_initial: Duration
     backoff_max: Duration
     max_per_hour: PositiveCount
+    startup_timeout: Duration
 
 
 class Watchdog(Strict):

@@ -68,13 +68,17 @@ class _Model(BaseModel):
 class RouteState(_Model):
     """The circuit of one health route; ``state`` values belong to the state machine."""
 
-    state: str = "closed"
+    state: str = "healthy"
     consecutive_failures: int = Field(default=0, ge=0)
     consecutive_successes: int = Field(default=0, ge=0)
     opened_at: UtcDateTime | None = None
     last_change: UtcDateTime | None = None
+    last_failure: UtcDateTime | None = None
+    last_success: UtcDateTime | None = None
     last_error_class: str | None = None
     last_message: str | None = None
+    diagnosis: str | None = None
+    last_latency_s: float | None = None
 
 
 class Pin(_Model):
@@ -111,7 +115,7 @@ class WatchdogState(_Model):
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
     def route(self, name: str) -> RouteState:
-        """The state of ``name``, created closed on first use."""
+        """The state of ``name``, created healthy on first use."""
         if name not in self.routes:
             self.routes[name] = RouteState()
         return self.routes[name]

@@ -34,6 +34,8 @@ class ProxySpec(_Model):
     env: dict[str, str]
     systemd_unit: str | None
     windows_task: str | None
+    #: Restarts the proxy where a script owns it (Windows: manage-litellm.ps1 -Action restart).
+    restart_command: list[str] | None = None
 
 
 class ProviderSpec(_Model):
@@ -95,6 +97,7 @@ class Restart(_Model):
     backoff_initial: float
     backoff_max: float
     max_per_hour: int
+    startup_timeout: float
 
 
 class Paths(_Model):

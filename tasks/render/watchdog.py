@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from monitoring import metrics
 from monitoring.layout import PROXY_ENV, Layout, proxy_command
+from monitoring.probes import PROXY_ROUTE
 from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
 from monitoring.watchdog_config import (
     AgentSpec,
@@ -24,9 +25,8 @@ from monitoring.watchdog_config import (
     WatchdogConfig,
     WindowsEvents,
 )
+from tasks.render import windows
 from tasks.render.common import Artifact, Rendered, dump_json
-
-PROXY_ROUTE = "litellm"
 
 
 def _providers(stack: Stack) -> list[ProviderSpec]:
@@ -77,6 +77,10 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
             env=dict(PROXY_ENV),
             systemd_unit=stack.linux.units.litellm if lay.os == "linux" else None,
             windows_task=(win.tasks.folder + win.tasks.litellm) if lay.os == "windows" else None,
+            restart_command=[windows.POWERSHELL, "-NoProfile", "-NonInteractive",
+                             "-ExecutionPolicy", "Bypass", "-File",
+                             windows.manage_script_path(lay), "-Action", "restart"]
+            if lay.os == "windows" else None,
         ),
         providers=_providers(stack),
         models={alias: ModelPrice(provider=m.provider, upstream_model=m.upstream_model,
@@ -97,7 +101,8 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                               max_switches_per_hour=wd.max_switches_per_hour),
         restart=Restart(backoff_initial=wd.restart.backoff_initial,
                         backoff_max=wd.restart.backoff_max,
-                        max_per_hour=wd.restart.max_per_hour),
+                        max_per_hour=wd.restart.max_per_hour,
+                        startup_timeout=wd.restart.startup_timeout),
         min_healthy_providers=wd.min_healthy_providers,
         paths=Paths(log_dir=lay.log_dir, state_dir=lay.state_dir,
                     event_log=lay.log(wd.event_log), event_jsonl=lay.log(wd.event_jsonl),

@@ -1,0 +1,197 @@
+"""One real LiteLLM proxy per session, in front of fake upstreams, for the live watchdog tests.
+
+The test stack is the default stack.yaml with its providers pointed at :class:`FakeUpstream`
+servers (groq, openrouter, and one "paid" upstream shared by google and openai) and LiteLLM's
+patience cut down, so a fault test takes a fraction of a second instead of the 44-58 s the
+defaults cost (shared/notes/litellm.md): request timeout 1 s, no retries, and allowed_fails so
+high that no model group of the main chain (groq-70b -> groq-8b -> openrouter-free) is ever
+cooled down, so one test's fault cannot leak into the next as a cooldown.
+
+The cooldown shape is still reproduced, in isolation: gpt-4 and gemini-pro fall back only to
+each other, live on the paid upstream, and carry a deployment-level ``allowed_fails_policy`` of
+0 for server errors (LiteLLM's ``model_info``; stack.yaml has no per-model policy, so the test
+adds it to the rendered config). Keys are random and key-shaped, so a leak would be caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from monitoring.layout import PROXY_ENV, layout
+from monitoring.stack import Stack
+from monitoring.stack_load import parse_stack
+from monitoring.watchdog_config import WatchdogConfig
+from tasks.render import litellm, watchdog
+from tests.conftest import STACK_FILE
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.litellm_proxy import ensure_venv, free_port, wait_until_live
+
+#: Which fake serves which provider of the default stack.
+UPSTREAM_OF = {"groq": "groq", "openrouter": "openrouter", "google": "paid", "openai": "paid"}
+#: The model groups whose deployments cool down after one server error (see the docstring).
+COOLDOWN_GROUPS = ("gpt-4", "gemini-pro")
+COOLDOWN_S = 2
+REQUEST_TIMEOUT_S = 1
+PROBE_TIMEOUT_S = 1.5
+
+
+class ProxyProcess:
+    """The pinned proxy on a FIXED port, so it can be stopped and started again in place."""
+
+    def __init__(self, venv: pathlib.Path, config: pathlib.Path, port: int,
+                 env: dict[str, str]) -> None:
+        self.venv, self.config, self.port, self.env = venv, config, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = config.parent / "litellm.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline_s: float = 120) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+                 str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.config.parent, env={**os.environ, **PROXY_ENV, **self.env},
+                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until_live(self.url, self.process, deadline_s)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}\n--- proxy log tail ---\n{tail}") from None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@dataclass
+class LiveStack:
+    """The session's proxy, its fakes, its keys and the watchdog config rendered for it."""
+
+    stack: Stack
+    config: WatchdogConfig
+    proxy: ProxyProcess
+    upstreams: dict[str, FakeUpstream]
+    # Test keys, but kept out of reprs all the same (pytest prints fixtures on failure).
+    env: dict[str, str] = field(repr=False)
+    master_key: str = field(repr=False)
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def upstream(self, provider: str) -> FakeUpstream:
+        return self.upstreams[UPSTREAM_OF[provider]]
+
+    def reset(self) -> None:
+        """Every upstream healthy and its records empty."""
+        for up in self.upstreams.values():
+            up.clear_fault()
+            up.clear_requests()
+
+    def chat(self, model: str, timeout: float = 30) -> httpx.Response:
+        """A real chat completion through the proxy, past LiteLLM's response cache."""
+        return httpx.post(
+            f"{self.proxy.url}/v1/chat/completions", timeout=timeout,
+            headers={"Authorization": f"Bearer {self.master_key}"},
+            json={"model": model, "max_tokens": 1,
+                  "messages": [{"role": "user", "content": "hello"}],
+                  "cache": {"no-cache": True, "no-store": True}})
+
+    def secret_values(self) -> list[str]:
+        return [self.master_key, *self.keys.values()]
+
+
+def _key(prefix: str) -> str:
+    return prefix + os.urandom(20).hex()
+
+
+def build_test_stack(port: int, api_bases: dict[str, str]) -> Stack:
+    """The default stack, its providers at the fakes, LiteLLM's waits cut down."""
+    base = parse_stack(STACK_FILE.read_text(encoding="utf-8"))
+    models = {alias: {"api_base": api_bases[UPSTREAM_OF[m.provider]]}
+              for alias, m in base.litellm.models.items()}
+    policy = {"retries": 0, "allowed_fails": 1000}
+    overrides: dict[str, Any] = {
+        "litellm": {
+            "listen": {"port": port},
+            "models": models,
+            "request_timeout": REQUEST_TIMEOUT_S,
+            "num_retries": 0,
+            "cooldown": COOLDOWN_S,
+            "errors": {name: policy for name in ("auth", "rate", "config", "server", "timeout")},
+            "fallbacks": {"gpt-4": ["gemini-pro"], "gemini-pro": ["gpt-4"]},
+        },
+        "watchdog": {"probe_timeout": PROBE_TIMEOUT_S, "probe_interval": PROBE_TIMEOUT_S},
+    }
+    return parse_stack(STACK_FILE.read_text(encoding="utf-8"), overrides=overrides)
+
+
+def proxy_config(stack: Stack) -> dict[str, Any]:
+    """The rendered LiteLLM config plus the per-deployment cooldown policy of the test."""
+    config = litellm.config(stack)
+    for entry in config["model_list"]:
+        if entry["model_name"] in COOLDOWN_GROUPS:
+            entry["model_info"] = {"allowed_fails_policy": {"InternalServerErrorAllowedFails": 0}}
+    return config
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """The session's one proxy (started once; tests may stop and start it in place)."""
+    base = parse_stack(STACK_FILE.read_text(encoding="utf-8"))
+    venv = ensure_venv(base.litellm.version)
+    keys = {"GROQ_API_KEY": _key("gsk_"), "OPENROUTER_API_KEY": _key("sk-or-v1-"),
+            "GEMINI_API_KEY": _key("AIza"), "OPENAI_API_KEY": _key("sk-proj-")}
+    paid_models = [m.upstream_model for m in base.litellm.models.values()
+                   if UPSTREAM_OF[m.provider] == "paid"]
+    # One key per fake: google and openai share the paid fake, so it requires neither key
+    # (auth is tested on the groq and openrouter fakes).
+    upstreams = {
+        "groq": FakeUpstream(api_key=keys["GROQ_API_KEY"], models=[
+            m.upstream_model for m in base.litellm.models.values() if m.provider == "groq"]),
+        "openrouter": FakeUpstream(api_key=keys["OPENROUTER_API_KEY"], models=[
+            m.upstream_model for m in base.litellm.models.values() if m.provider == "openrouter"]),
+        "paid": FakeUpstream(models=paid_models),
+    }
+    master_key = _key("sk-master-")
+    env = {**keys, base.litellm.master_key_env: master_key}
+    port = free_port()
+    with contextlib.ExitStack() as cleanup:
+        for up in upstreams.values():
+            cleanup.enter_context(up)
+        stack = build_test_stack(port, {name: up.api_base for name, up in upstreams.items()})
+        workdir = tmp_path_factory.mktemp("live-litellm")
+        config_file = workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(proxy_config(stack), sort_keys=False),
+                               encoding="utf-8")
+        proxy = ProxyProcess(venv, config_file, port, env)
+        cleanup.callback(proxy.stop)
+        proxy.start()
+        yield LiveStack(stack=stack, config=watchdog.build(stack, layout(stack, "linux")),
+                        proxy=proxy, upstreams=upstreams, env=env, master_key=master_key,
+                        keys=keys)
+
+
+@pytest.fixture
+def live(live_stack: LiveStack) -> Iterator[LiveStack]:
+    """The session's live stack, every upstream healthy before and after the test."""
+    if live_stack.proxy.process is None:  # a test that stopped it failed before restarting
+        live_stack.proxy.start()
+    live_stack.reset()
+    yield live_stack
+    live_stack.reset()

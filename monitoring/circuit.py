@@ -102,7 +102,8 @@ def observe(route: RouteState, outcome: Outcome, now: datetime,
         route.consecutive_failures += 1
         route.last_error_class = outcome.error_class
         route.last_message = outcome.message
-        route.diagnosis = outcome.diagnosis
+        if outcome.diagnosis is not None:  # else keep the one made when the route opened
+            route.diagnosis = outcome.diagnosis
         if before in (Circuit.HEALTHY, Circuit.SUSPECT):
             opened = route.consecutive_failures >= policy.failure_threshold
             after = Circuit.FAILED if opened else Circuit.SUSPECT

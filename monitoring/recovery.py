@@ -240,8 +240,14 @@ class RestartGate:
         return float(min(self.policy.backoff_initial * 2 ** max(attempt - 1, 0),
                          self.policy.backoff_max))
 
-    def verdict(self, state: WatchdogState, now: datetime, streak: int) -> Verdict:
-        """May the proxy be restarted at ``now``? ``streak``: restarts since it was last healthy."""
+    def verdict(self, state: WatchdogState, now: datetime, streak: int, *,
+                answered: bool = False) -> Verdict:
+        """May the proxy be restarted at ``now``?
+
+        ``streak``: restarts since it was last healthy; ``answered``: whether it answered
+        after the last restart (then it did start, and only the backoff applies, not the
+        start-up time).
+        """
         hour = state.restarts_since(now - timedelta(hours=1))
         if hour >= self.policy.max_per_hour:
             return Verdict(False, f"{hour} restarts in the last hour (cap "
@@ -249,7 +255,9 @@ class RestartGate:
                            crash_loop=True)
         if streak and state.restarts:
             last = state.restarts[-1].at
-            wait = max(self.backoff(streak), self.policy.startup_timeout)
+            wait = self.backoff(streak)
+            if not answered:
+                wait = max(wait, self.policy.startup_timeout)
             ready = last + timedelta(seconds=wait)
             if now < ready:
                 return Verdict(False, f"waiting {(ready - now).total_seconds():.0f} s "

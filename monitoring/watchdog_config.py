@@ -59,13 +59,16 @@ class TargetSpec(_Model):
     """A failover target and the exact keys written into agent files when it is active.
 
     ``route`` is the health route that gates it: ``litellm`` for the proxy, a provider name for
-    a direct target, None for a provider built into the agent (always available).
+    a direct target, None for a provider built into the agent (always available). ``via`` are
+    the provider routes behind the proxy (its model and LiteLLM's fallbacks for it): the proxy
+    target is usable while at least one of them is.
     """
 
     name: str
     label: str
     kind: Literal["litellm", "direct", "agent"]
     route: str | None
+    via: list[str] = []
     is_free: bool
     settings: dict[str, str]
 

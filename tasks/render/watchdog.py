@@ -48,8 +48,10 @@ def _target(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget) ->
     model = stack.litellm.models[target.model]
     if isinstance(target, LitellmTarget):
         # Runbook 4.3: provider litellm, the proxy's endpoint, a model alias it serves.
+        chain = [target.model, *stack.litellm.fallbacks.get(target.model, [])]
+        via = list(dict.fromkeys(stack.litellm.models[alias].provider for alias in chain))
         return TargetSpec(name=target.name, label=target.label, kind="litellm",
-                          route=PROXY_ROUTE, is_free=model.is_free,
+                          route=PROXY_ROUTE, via=via, is_free=model.is_free,
                           settings={"provider": "litellm", "endpoint": stack.proxy_url,
                                     "model": target.model})
     return TargetSpec(name=target.name, label=target.label, kind="direct",

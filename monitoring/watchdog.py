@@ -1,0 +1,372 @@
+"""The watchdog loop: the runbook's phases 1-5, done by a program instead of a person.
+
+Each tick (``probes.interval``):
+
+1. **Detect** (phase 1): proxy liveness and ``/v1/models`` through it every tick; each provider
+   directly on its slower cadence; LiteLLM's ``/metrics`` as passive health (reported in
+   status and events, never used to fail the proxy: one model group failing is not the proxy
+   failing).
+2. **Classify and diagnose** (1.2, 2A-2F): every failed probe carries its error class; the
+   diagnosis of the runbook phase is attached when a route opens.
+3. **Decide** with hysteresis (:mod:`monitoring.circuit`): the agents use the first target, in
+   priority order (7.2), whose routes are usable; a manual pin overrides; switches are capped
+   per hour, keeping the last allowed switch for a fallback so the cap never strands the agents
+   on a dead target.
+4. **Act**: switch every agent file (3.1, 4.3), log FALLBACK/RESTORED in the runbook's format,
+   enter or leave degraded mode (7.1, EMERGENCY), restart a dead or hung proxy (5.2) through
+   the host's backend with backoff, a cap and a crash-loop state.
+5. **Export** the metrics and **persist** the state, so a restarted watchdog resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from monitoring import metrics
+from monitoring.agent_files import read_active, switch_agents
+from monitoring.atomic import atomic_write
+from monitoring.circuit import Outcome, circuit_of, observe
+from monitoring.classify import ErrorClass, diagnose
+from monitoring.events import EventKind, EventLog
+from monitoring.exporter import Exporter
+from monitoring.probes import PROXY_ROUTE, Prober, ProbeResult
+from monitoring.recovery import Backend, ProcessBackend, RecoveryError, RestartGate
+from monitoring.state import WatchdogState, load_state, save_state, utc_now
+from monitoring.watchdog_config import TargetSpec, WatchdogConfig
+
+log = logging.getLogger(__name__)
+
+#: How the runbook names each error class in an event line (3.1: "LiteLLM connection refused").
+CAUSE: dict[str, str] = {
+    ErrorClass.NETWORK: "connection refused",
+    ErrorClass.AUTH: "authentication failed",
+    ErrorClass.RATE: "rate limited",
+    ErrorClass.CONFIG: "model not found",
+    ErrorClass.SERVER: "server error",
+    ErrorClass.TIMEOUT: "timed out",
+    ErrorClass.UNKNOWN: "failed",
+}
+#: Classes a proxy restart can fix: it is gone, hung, or broken inside; not a bad key.
+RESTART_CLASSES = {ErrorClass.NETWORK, ErrorClass.TIMEOUT, ErrorClass.SERVER, ErrorClass.UNKNOWN}
+#: The control file ``provider-fallback switch/restore`` writes and the loop picks up.
+PIN_FILE = "pin.json"
+WATCHDOG_PID_FILE = "watchdog.pid"
+LEAVING_DEGRADED = "Providers recovered, leaving degraded mode"
+
+Clock = Callable[[], datetime]
+
+
+class Watchdog:
+    """One host's watchdog: owns the state, the circuits and every action."""
+
+    def __init__(self, config: WatchdogConfig, *, prober: Prober, backend: Backend,
+                 events: EventLog, exporter: Exporter, clock: Clock = utc_now,
+                 home: str | None = None) -> None:
+        self.config = config
+        self.prober = prober
+        self.backend = backend
+        self.events = events
+        self.exporter = exporter
+        self.clock = clock
+        self.home = home
+        self.gate = RestartGate(config.restart)
+        self.state_path = Path(config.paths.state_file)
+        self.pin_path = self.state_path.with_name(PIN_FILE)
+        loaded = load_state(self.state_path, clock=clock)
+        self.state: WatchdogState = loaded.state
+        if loaded.warning and loaded.set_aside:
+            self.events.error(loaded.warning)
+        self.targets = {t.name: t for t in config.targets}
+        self.routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
+        self._next_provider_probe: datetime | None = None
+        self._next_metrics_probe: datetime | None = None
+        self.passive: ProbeResult | None = None
+        self._started_at: datetime | None = None
+        exporter.prime(self.routes, list(self.targets), [c.value for c in ErrorClass])
+
+    # ------------------------------------------------------------------ probing
+
+    async def _probe(self, now: datetime) -> list[ProbeResult]:
+        """Every probe due now, concurrently; one result per route that was probed."""
+        probes = self.config.probes
+        jobs = [self._probe_proxy()]
+        if self._next_provider_probe is None or now >= self._next_provider_probe:
+            self._next_provider_probe = now + timedelta(seconds=probes.provider_interval)
+            jobs += [self.prober.provider(spec) for spec in self.config.providers]
+        results = list(await asyncio.gather(*jobs))
+        if self._next_metrics_probe is None or now >= self._next_metrics_probe:
+            self._next_metrics_probe = now + timedelta(seconds=probes.metrics_interval)
+            if circuit_of(self.state.route(PROXY_ROUTE)).usable:
+                self.passive = await self.prober.litellm_metrics()
+        return results
+
+    async def _probe_proxy(self) -> ProbeResult:
+        alive = await self.prober.liveness()
+        return alive if not alive.ok else await self.prober.proxy_models()
+
+    def _diagnosis(self, result: ProbeResult) -> str | None:
+        if result.ok or result.error_class is None:
+            return None
+        pid = (self.backend.running_pid() if isinstance(self.backend, ProcessBackend)
+               else None)
+        inputs = self.prober.diagnosis_inputs(
+            result, log_path=str(Path(self.config.paths.log_dir) / "litellm.log"), pid=pid)
+        return diagnose(result.error_class, inputs).summary
+
+    def _observe(self, result: ProbeResult, now: datetime) -> None:
+        route = self.state.route(result.route)
+        outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
+                          error_class=result.error_class.value if result.error_class else None)
+        change = observe(route, outcome, now, self.config.hysteresis)
+        if change is not None and change.opened:
+            route.diagnosis = self._diagnosis(result)
+        self.exporter[metrics.LATENCY].labels(provider=result.route).observe(result.latency_s)
+        if result.ok:
+            self.exporter[metrics.LAST_SUCCESS].labels(provider=result.route).set(
+                now.timestamp())
+
+    # ------------------------------------------------------------------ deciding
+
+    def usable(self, target: TargetSpec) -> bool:
+        """Whether the agents may use ``target`` now, by the circuits of its routes."""
+        if target.route is None:
+            return True
+        if not circuit_of(self.state.route(target.route)).usable:
+            return False
+        return not target.via or any(
+            circuit_of(self.state.route(r)).usable for r in target.via)
+
+    def _cause(self, target: TargetSpec) -> tuple[str, str]:
+        """Why ``target`` is unusable: (error class, event wording)."""
+        for name in [target.route or "", *target.via]:
+            route = self.state.routes.get(name)
+            if route is not None and not circuit_of(route).usable:
+                cls = route.last_error_class or ErrorClass.UNKNOWN
+                where = "" if name == PROXY_ROUTE else f" at {name}"
+                return cls, f"{CAUSE.get(cls, 'failed')}{where}"
+        return ErrorClass.UNKNOWN, "failed"
+
+    def desired(self, now: datetime) -> TargetSpec:
+        """The target the agents should use now (a pin first, else by priority and health)."""
+        pin = self.state.active_pin(now)
+        if pin is not None and pin.target in self.targets:
+            return self.targets[pin.target]
+        for target in self.config.targets:
+            if self.usable(target):
+                return target
+        return self.config.targets[-1]
+
+    def _may_switch(self, to: TargetSpec, now: datetime, pinned: bool) -> bool:
+        if pinned:
+            return True
+        done = self.state.switches_since(now - timedelta(hours=1))
+        cap = self.config.hysteresis.max_switches_per_hour
+        rank = [t.name for t in self.config.targets]
+        current = self.state.active_target
+        restoring = current in rank and rank.index(to.name) < rank.index(current)
+        # Keep the last switch of the hour for a fallback: never strand agents on a dead target.
+        return done < (cap - 1 if restoring else cap)
+
+    # ------------------------------------------------------------------ acting
+
+    def _switch(self, to: TargetSpec, now: datetime) -> None:
+        current = self.targets.get(self.state.active_target or "")
+        results = switch_agents(self.config.agents, to.settings, home=self.home)
+        for name, result in results.items():
+            if not result.ok:
+                self.events.error(f"agent file {result.path} of {name} left untouched: "
+                                  f"{result.error}", target=to.name)
+        if current is not None:
+            rank = [t.name for t in self.config.targets]
+            if rank.index(to.name) < rank.index(current.name):
+                self.events.restored(current.name, to.name, to_label=to.label,
+                                     primary=to.name == rank[0])
+            else:
+                cls, cause = self._cause(current)
+                self.events.fallback(current.name, to.name, cause, error_class=cls,
+                                     from_label=current.label, to_label=to.label)
+                self.exporter[metrics.FALLBACK_EVENTS].labels(
+                    from_provider=current.name, to_provider=to.name, reason=cls).inc()
+        self.state.set_active(to.name, now)
+
+    def _adopt_agent_files(self) -> None:
+        """At start, take the active target from the agent files when the state has none."""
+        if self.state.active_target is not None or not self.config.agents:
+            return
+        specs = {t.name: t.settings for t in self.config.targets}
+        found = read_active(self.config.agents[0].path, specs, home=self.home)
+        if found is not None:
+            self.state.active_target = found
+
+    def _degraded(self, *, entering: bool) -> None:
+        """EMERGENCY once when every provider-backed target is down; a line when it ends.
+
+        Called twice a tick so the log reads in order: leaving is checked before the switch
+        (then RESTORED), entering after it (FALLBACK, then EMERGENCY).
+        """
+        backed = [t for t in self.config.targets if t.route is not None]
+        down = bool(backed) and not any(self.usable(t) for t in backed)
+        if entering and down and not self.state.degraded:
+            cls, _ = self._cause(backed[0])
+            self.events.emergency(self.state.active_target, error_class=cls)
+            self.state.degraded = True
+        elif not entering and not down and self.state.degraded:
+            self.events.record(EventKind.RESTORED, LEAVING_DEGRADED, to=self.state.active_target)
+            self.state.degraded = False
+        self.exporter[metrics.DEGRADED_MODE].set(int(self.state.degraded))
+
+    async def _recover(self, now: datetime) -> None:
+        """Restart a dead or hung proxy, within the gate; the crash-loop state past the cap."""
+        route = self.state.route(PROXY_ROUTE)
+        if circuit_of(route).usable:
+            restarted = self.state.extra.pop("restarting", None)
+            if isinstance(restarted, int) and restarted > 0:
+                self.events.recovery(restarts=restarted)
+            self.exporter[metrics.PROXY_CRASH_LOOP].set(0)
+            self.state.extra.pop("crash_loop", None)
+            return
+        if self._started_at is not None and (
+                route.last_success is not None and route.last_success >= self._started_at):
+            self._started_at = None  # it answered once: it has started
+        if self._started_at is not None and now - self._started_at < timedelta(
+                seconds=self.config.restart.startup_timeout):
+            return  # the proxy this watchdog just started is still starting
+        # Restarts since the route last opened: reset only once the proxy is healthy again.
+        streak = sum(1 for r in self.state.restarts
+                     if route.opened_at is not None and r.at >= route.opened_at)
+        # Only a proxy failing right now: one that answers again is left to prove itself
+        # (half-open), never restarted in the middle of its recovery.
+        if (route.last_error_class not in RESTART_CLASSES
+                or route.consecutive_failures < self.config.hysteresis.failure_threshold):
+            return
+        last = self.state.restarts[-1].at if self.state.restarts else None
+        answered = last is not None and route.last_success is not None and (
+            route.last_success > last)
+        verdict = self.gate.verdict(self.state, now, streak, answered=answered)
+        self.exporter[metrics.PROXY_CRASH_LOOP].set(int(verdict.crash_loop))
+        if verdict.crash_loop and not self.state.extra.get("crash_loop"):
+            self.state.extra["crash_loop"] = True
+            self.events.error(f"LiteLLM auto-recovery failed, manual intervention required "
+                              f"({verdict.reason})", target=PROXY_ROUTE,
+                              error_class=route.last_error_class)
+        if not verdict.allowed:
+            return
+        cause = CAUSE.get(route.last_error_class or "", "failed")
+        self.events.restart(cause, attempt=streak + 1, limit=self.config.restart.max_per_hour,
+                            error_class=route.last_error_class)
+        try:
+            done = await asyncio.to_thread(self.backend.restart)
+        except (RecoveryError, OSError) as exc:
+            self.events.error(f"LiteLLM restart failed: {exc}", target=PROXY_ROUTE)
+            done = None
+        self.state.record_restart(now, reason=done or "failed")
+        self.state.extra["restarting"] = streak + 1
+        self.exporter[metrics.PROXY_RESTARTS].inc()
+
+    def _export(self) -> None:
+        for name in self.routes:
+            circuit = circuit_of(self.state.route(name))
+            self.exporter[metrics.HEALTH].labels(provider=name).set(int(circuit.usable))
+            self.exporter[metrics.CIRCUIT_STATE].labels(provider=name).set(int(circuit))
+        for name in self.targets:
+            active = int(name == self.state.active_target)
+            self.exporter[metrics.ACTIVE_TARGET].labels(target=name).set(active)
+
+    def _read_pin(self, now: datetime) -> None:
+        """Apply ``provider-fallback switch/restore``: pin.json holds the wish; we hold the pin."""
+        try:
+            raw = self.pin_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with contextlib.suppress(OSError):
+            self.pin_path.unlink()
+        try:
+            wish = json.loads(raw)
+        except ValueError:
+            self.events.error(f"{self.pin_path} is not valid JSON: ignored")
+            return
+        target = wish.get("target")
+        if target is None:
+            self.state.pin = None
+        elif target in self.targets:
+            ttl = wish.get("ttl_s")
+            self.state.set_pin(target, now, timedelta(seconds=ttl) if ttl else None,
+                               reason=wish.get("reason"))
+        else:
+            self.events.error(f"pin to unknown target {target!r} ignored")
+
+    # ------------------------------------------------------------------ the loop
+
+    async def tick(self) -> None:
+        """One round: probe, update circuits, recover, decide, act, export, persist."""
+        now = self.clock()
+        self._read_pin(now)
+        for result in await self._probe(now):
+            self._observe(result, now)
+        now = self.clock()
+        await self._recover(now)
+        self._degraded(entering=False)
+        pin = self.state.active_pin(now)
+        want = self.desired(now)
+        if want.name != self.state.active_target:
+            if self._may_switch(want, now, pinned=pin is not None):
+                self._switch(want, now)
+            elif not self.state.extra.get("cap_noted"):
+                self.state.extra["cap_noted"] = True
+                self.events.error(
+                    f"switch cap reached ({self.config.hysteresis.max_switches_per_hour} per "
+                    f"hour): staying on {self.state.active_target}")
+        else:
+            self.state.extra.pop("cap_noted", None)
+        self._degraded(entering=True)
+        self._export()
+        self.state.prune(now)
+        try:
+            save_state(self.state, self.state_path)
+        except OSError as exc:
+            log.error("cannot save the state to %s: %s", self.state_path, exc)
+
+    async def start(self) -> None:
+        """Before the first tick: adopt the agents' current target, start a supervised proxy."""
+        self._adopt_agent_files()
+        if not isinstance(self.backend, ProcessBackend):
+            return
+        if (await self.prober.liveness()).ok:
+            log.info("a proxy already answers at %s: not starting another", self.config.proxy.url)
+            return
+        try:
+            done = await asyncio.to_thread(self.backend.start)
+        except OSError as exc:
+            self.events.error(f"cannot start LiteLLM: {exc}", target=PROXY_ROUTE)
+            return
+        log.info("%s", done)
+        if done.startswith("started"):
+            self._started_at = self.clock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every ``probes.interval`` until ``stop`` is set."""
+        pid_file = self.state_path.with_name(WATCHDOG_PID_FILE)
+        atomic_write(pid_file, f"{os.getpid()}\n".encode(), new_mode=0o644)
+        await self.start()
+        try:
+            while not stop.is_set():
+                started = asyncio.get_running_loop().time()
+                try:
+                    await self.tick()
+                except Exception:  # one bad tick must not end the watchdog
+                    log.exception("watchdog tick failed")
+                spent = asyncio.get_running_loop().time() - started
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(),
+                                           max(0.0, self.config.probes.interval - spent))
+        finally:
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
+

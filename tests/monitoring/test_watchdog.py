@@ -1,0 +1,343 @@
+"""The watchdog loop against the real proxy and fake upstreams: detect, classify, fall back,
+log, export and restore; restart a killed proxy; give up in a crash loop; never flap."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitoring import metrics
+from monitoring.circuit import Circuit, circuit_of
+from monitoring.events import EventLog, read_events
+from monitoring.exporter import Exporter
+from monitoring.layout import PROXY_ENV
+from monitoring.probes import PROXY_ROUTE, Prober
+from monitoring.recovery import Backend, ProcessBackend
+from monitoring.state import load_state
+from monitoring.watchdog import Watchdog
+from monitoring.watchdog_config import AgentSpec, Hysteresis, Restart, WatchdogConfig
+from tests.monitoring.conftest import LiveStack
+from tests.support.litellm_proxy import ensure_venv, free_port
+
+pytestmark = pytest.mark.live
+
+def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (fixtures stay synchronous)."""
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return wrapper
+
+
+FAST = Hysteresis(failure_threshold=2, success_threshold=2, min_dwell=1.0, half_open_after=0.5,
+                  max_switches_per_hour=50)
+USER_KEYS = {"theme": "dark", "autoApprove": ["read"], "telemetry": False}
+
+
+class RecordingBackend:
+    """A backend that records restarts and does nothing (the fault tests own the proxy)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    def restart(self) -> str:
+        self.restarts += 1
+        return "recorded"
+
+
+def fast_config(base: WatchdogConfig, tmp_path: Path, *, hysteresis: Hysteresis = FAST,
+                interval: float = 0.3, **update: Any) -> WatchdogConfig:
+    """The live stack's watchdog config with its files in tmp_path and quick cadences."""
+    logs, state = tmp_path / "log", tmp_path / "state"
+    logs.mkdir(exist_ok=True)
+    state.mkdir(exist_ok=True)
+    home = tmp_path / "home"
+    paths = base.paths.model_copy(update={
+        "log_dir": str(logs), "state_dir": str(state), "event_log": str(logs / "events.log"),
+        "event_jsonl": str(logs / "events.jsonl"), "state_file": str(state / "state.json")})
+    probes = base.probes.model_copy(update={"interval": interval, "provider_interval": interval})
+    agents = [AgentSpec(name=a.name, path=str(home / Path(a.path.removeprefix("~/"))))
+              for a in base.agents]
+    return base.model_copy(update={"paths": paths, "probes": probes, "hysteresis": hysteresis,
+                                   "agents": agents, **update})
+
+
+def agent_file(config: WatchdogConfig) -> Path:
+    return Path(config.agents[0].path)
+
+
+def seed_agent_file(config: WatchdogConfig) -> None:
+    path = agent_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**USER_KEYS, **config.targets[0].settings}))
+
+
+def provider_in_file(config: WatchdogConfig) -> str | None:
+    try:
+        return str(json.loads(agent_file(config).read_text())["provider"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(config: WatchdogConfig, env: dict[str, str],
+                  backend: Backend | None = None) -> AsyncIterator[Watchdog]:
+    """A watchdog running its loop in the background; stopped (and checked) at the end."""
+    exporter = Exporter()
+    async with Prober.from_config(config, env=env) as prober:
+        dog = Watchdog(config, prober=prober, backend=backend or RecordingBackend(),
+                       events=EventLog.from_config(config), exporter=exporter)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dog.run(stop))
+        try:
+            yield dog
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+def sample(dog: Watchdog, name: str, **labels: str) -> float:
+    value = dog.exporter.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def event_lines(config: WatchdogConfig) -> list[str]:
+    return Path(config.paths.event_log).read_text().splitlines()
+
+
+# (fault injected on every provider behind the proxy, expected class, event wording)
+FAULTS = [
+    (401, "auth", "authentication failed"),
+    (404, "config", "model not found"),
+    (429, "rate", "rate limited"),
+    (500, "server", "server error"),
+    ("hang", "timeout", "timed out"),
+    ("refused", "network", "connection refused"),
+]
+LINE = r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] "
+
+
+@pytest.mark.parametrize(("fault", "cls", "cause"), FAULTS, ids=[f[1] for f in FAULTS])
+@aio
+async def test_a_provider_fault_falls_back_and_restores(
+        live: LiveStack, tmp_path: Path, fault: Any, cls: str, cause: str) -> None:
+    config = fast_config(live.config, tmp_path)
+    seed_agent_file(config)
+    primary, fallback = config.targets[0], config.targets[1]
+    async with running(config, live.env) as dog:
+        await until(lambda: circuit_of(dog.state.route("groq")) is Circuit.HEALTHY
+                    and dog.state.active_target == primary.name, 20, "a healthy start")
+        for name in primary.via:  # every provider behind the proxy's chain
+            live.upstream(name).set_fault(fault, paths=("/v1/models", "/models"))
+        await until(lambda: provider_in_file(config) == fallback.settings["provider"], 30,
+                    "the fallback in the agent file")
+        route = dog.state.route(primary.via[0])
+        assert route.last_error_class == cls
+        assert route.diagnosis, "a diagnosis is attached when the route opens"
+        data = json.loads(agent_file(config).read_text())
+        assert {k: data[k] for k in USER_KEYS} == USER_KEYS
+        assert "endpoint" not in data  # the Kilo Code target has none: the stale one is gone
+        assert sample(dog, "provider_fallback_events_total", from_provider=primary.name,
+                      to_provider=fallback.name, reason=cls) == 1
+        assert sample(dog, metrics.HEALTH.name, provider=primary.via[0]) == 0
+        for name in primary.via:
+            live.upstream(name).clear_fault()
+        await until(lambda: provider_in_file(config) == "litellm", 30, "the restore")
+        assert sample(dog, metrics.ACTIVE_TARGET.name, target=primary.name) == 1
+    # Every provider behind the proxy failed, so this is also the runbook's emergency (7.1).
+    expected = [f"FALLBACK: LiteLLM {cause} at {primary.via[0]}, switched to {fallback.label}",
+                "EMERGENCY: All providers failed, entering degraded mode",
+                "RESTORED: Providers recovered, leaving degraded mode",
+                "RESTORED: LiteLLM recovered, switched back to primary"]
+    lines = event_lines(config)
+    assert len(lines) == len(expected), lines
+    for line, text in zip(lines, expected, strict=True):
+        assert re.match(LINE + re.escape(text) + "$", line), (line, text)
+    for secret in live.secret_values():
+        assert secret not in Path(config.paths.event_log).read_text()
+        assert secret not in Path(config.paths.state_file).read_text()
+
+
+@aio
+async def test_the_proxy_stopped_is_the_runbooks_own_line(live: LiveStack,
+                                                          tmp_path: Path) -> None:
+    config = fast_config(live.config, tmp_path)
+    seed_agent_file(config)
+    backend = RecordingBackend()
+    async with running(config, live.env, backend) as dog:
+        await until(lambda: dog.state.active_target == "litellm"
+                    and circuit_of(dog.state.route(PROXY_ROUTE)) is Circuit.HEALTHY, 20,
+                    "a healthy start")
+        live.proxy.stop()
+        try:
+            await until(lambda: provider_in_file(config) == "z-ai", 30, "the fallback")
+            assert dog.state.route(PROXY_ROUTE).last_error_class == "network"
+            await until(lambda: backend.restarts >= 1, 10, "a restart attempt")
+        finally:
+            live.proxy.start()
+        await until(lambda: provider_in_file(config) == "litellm", 60, "the restore")
+    text = "\n".join(event_lines(config))
+    assert re.search(LINE + re.escape("FALLBACK: LiteLLM connection refused, switched to "
+                                      "Kilo Code") + "$", text, re.MULTILINE), text
+    assert re.search(LINE + "RESTART: LiteLLM connection refused, restarting it", text,
+                     re.MULTILINE)
+    assert re.search(LINE + re.escape("RESTORED: LiteLLM recovered, switched back to primary"),
+                     text, re.MULTILINE)
+
+
+@aio
+async def test_a_restarted_watchdog_resumes_its_state(live: LiveStack, tmp_path: Path) -> None:
+    config = fast_config(live.config, tmp_path)
+    seed_agent_file(config)
+    for name in config.targets[0].via:
+        live.upstream(name).set_fault(401, paths=("/v1/models", "/models"))
+    async with running(config, live.env) as dog:
+        await until(lambda: dog.state.active_target == "kilo-code", 30, "the fallback")
+    # A new watchdog with the same files: it remembers the fallback and logs nothing new.
+    before = event_lines(config)
+    async with running(config, live.env) as dog:
+        assert dog.state.active_target == "kilo-code"
+        await until(lambda: dog.state.route("groq").consecutive_failures >= 3, 20,
+                    "a few more failing probes")
+    assert event_lines(config) == before
+    assert load_state(config.paths.state_file).state.active_target == "kilo-code"
+
+
+@aio
+async def test_a_manual_pin_holds_until_restore(live: LiveStack, tmp_path: Path) -> None:
+    config = fast_config(live.config, tmp_path)
+    seed_agent_file(config)
+    pin = Path(config.paths.state_file).with_name("pin.json")
+    async with running(config, live.env) as dog:
+        await until(lambda: dog.state.active_target == "litellm", 20, "a healthy start")
+        pin.write_text(json.dumps({"target": "openrouter", "ttl_s": None}))
+        await until(lambda: provider_in_file(config) == "openrouter", 10, "the pinned target")
+        assert dog.state.pin is not None
+        pin.write_text(json.dumps({"target": None}))
+        await until(lambda: provider_in_file(config) == "litellm", 10, "health deciding again")
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def process_config(live: LiveStack, tmp_path: Path, command: list[str], port: int,
+                   restart: Restart) -> WatchdogConfig:
+    proxy = live.config.proxy.model_copy(update={
+        "url": f"http://127.0.0.1:{port}", "command": command, "config_path": command[-5]
+        if "--config" in command else live.config.proxy.config_path})
+    return fast_config(live.config, tmp_path, proxy=proxy, restart=restart)
+
+
+def backend_for(config: WatchdogConfig) -> ProcessBackend:
+    state = Path(config.paths.state_dir)
+    return ProcessBackend(config.proxy.command, PROXY_ENV, state / "litellm.pid",
+                          Path(config.paths.log_dir) / "litellm.log", config.proxy.config_path,
+                          cwd=state)
+
+
+@aio
+async def test_a_proxy_killed_with_sigkill_is_restarted_and_counted(
+        live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in live.env.items():
+        monkeypatch.setenv(name, value)  # the supervised proxy inherits the keys
+    port = free_port()
+    venv = ensure_venv(live.stack.litellm.version)
+    command = [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+               str(live.proxy.config), "--host", "127.0.0.1", "--port", str(port)]
+    config = process_config(live, tmp_path, command, port, Restart(
+        backoff_initial=1, backoff_max=10, max_per_hour=5, startup_timeout=60))
+    seed_agent_file(config)
+    backend = backend_for(config)
+    try:
+        async with running(config, live.env, backend) as dog:
+            await until(lambda: circuit_of(dog.state.route(PROXY_ROUTE)) is Circuit.HEALTHY
+                        and dog.state.route(PROXY_ROUTE).last_success is not None, 120,
+                        "the supervised proxy to answer")
+            first = backend.running_pid()
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            await until(lambda: sample(dog, "provider_proxy_restarts_total") >= 1, 30,
+                        "the restart")
+            await until(lambda: (backend.running_pid() or first) != first
+                        and circuit_of(dog.state.route(PROXY_ROUTE)) is Circuit.HEALTHY, 120,
+                        "the restarted proxy to answer")
+            await until(lambda: provider_in_file(config) == "litellm", 30, "the restore")
+        text = "\n".join(event_lines(config))
+        assert re.search(LINE + "RESTART: LiteLLM connection refused, restarting it "
+                         r"\(attempt 1 of 5 this hour\)", text, re.MULTILINE), text
+        assert re.search(LINE + "RECOVERY: LiteLLM auto-recovery successful", text,
+                         re.MULTILINE), text
+        assert len(load_state(config.paths.state_file).state.restarts) == 1
+    finally:
+        backend.stop()
+
+
+@aio
+async def test_a_proxy_that_keeps_dying_ends_in_the_crash_loop(live: LiveStack,
+                                                              tmp_path: Path) -> None:
+    port = free_port()  # nothing will ever listen here
+    marker = str(tmp_path / "dying-proxy.yaml")
+    command = [sys.executable, "-c", "import sys; sys.exit(3)", "--config", marker,
+               "--host", "127.0.0.1", "--port", str(port)]
+    config = process_config(live, tmp_path, command, port, Restart(
+        backoff_initial=0.1, backoff_max=0.2, max_per_hour=3, startup_timeout=0.3))
+    backend = backend_for(config)
+    async with running(config, live.env, backend) as dog:
+        await until(lambda: sample(dog, metrics.PROXY_CRASH_LOOP.name) == 1, 30,
+                    "the crash-loop state")
+        restarts = sample(dog, "provider_proxy_restarts_total")
+        assert restarts == 3
+        # It stays there: no more restarts while the proxy is down.
+        await until(lambda: dog.state.route(PROXY_ROUTE).consecutive_failures >= 10, 20,
+                    "more failing probes")
+        assert sample(dog, "provider_proxy_restarts_total") == restarts
+    errors = [e for e in read_events(config.paths.event_log) if e.kind == "ERROR"]
+    assert len(errors) == 1
+    assert "manual intervention required" in errors[0].message
+
+
+# --------------------------------------------------------------------------- flapping
+
+
+@aio
+async def test_thirty_percent_random_failures_for_two_minutes_stay_under_the_cap(
+        live: LiveStack, tmp_path: Path) -> None:
+    stack_hysteresis = live.config.hysteresis  # the defaults of stack.yaml
+    primary = live.config.targets[0].model_copy(update={"via": ["groq"]})
+    config = fast_config(live.config, tmp_path, hysteresis=stack_hysteresis, interval=1.0,
+                         targets=[primary, *live.config.targets[1:]])
+    seed_agent_file(config)
+    loop = asyncio.get_running_loop()
+    async with running(config, live.env) as dog:
+        await until(lambda: dog.state.active_target == "litellm", 20, "a healthy start")
+        live.upstream("groq").set_fault("random", ratio=0.3, seed=7,
+                                        paths=("/v1/models", "/models"))
+        end = loop.time() + 120
+        await until(lambda: loop.time() > end, 130, "two minutes")
+        switches = len(dog.state.switches)
+        failed = dog.state.route("groq").last_failure is not None
+    assert failed, "the fault really hit the probes"
+    assert switches <= stack_hysteresis.max_switches_per_hour

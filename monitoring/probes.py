@@ -203,7 +203,8 @@ _STATUS_CLASSES: dict[str, ErrorClass] = {
 }
 
 
-def _class_of_status(status: str) -> ErrorClass:
+def class_of_status(status: str) -> ErrorClass:
+    """The error class of an upstream status as LiteLLM's metrics label it."""
     if status in _STATUS_CLASSES:
         return _STATUS_CLASSES[status]
     return ErrorClass.SERVER if status.startswith("5") else ErrorClass.UNKNOWN
@@ -556,7 +557,28 @@ def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
         by_status: dict[str, float] = {}
         for (_, status), n in failures.items():
             by_status[status] = by_status.get(status, 0.0) + n
-        error_class = _class_of_status(max(by_status, key=lambda s: by_status[s]))
+        error_class = class_of_status(max(by_status, key=lambda s: by_status[s]))
+    by_group: dict[str, dict[str, Any]] = {}
+    for (group, status), n in failures.items():
+        entry = by_group.setdefault(group, {"failures": 0.0, "statuses": {}, "successes": 0.0})
+        entry["failures"] += n
+        entry["statuses"][status] = entry["statuses"].get(status, 0.0) + n
+    for group, n in successes.items():
+        by_group.setdefault(group, {"failures": 0.0, "statuses": {}, "successes": 0.0})
+        by_group[group]["successes"] += n
+    # LiteLLM counts a request's failures only under the group asked for; a fallback group
+    # that failed too shows in the failed-fallback counter, so fold it in (under the status
+    # its request failed with). The successful-fallback counter is no evidence for a group:
+    # LiteLLM 1.108.7 bumps it for every group of a chain that ended well, failing ones too.
+    for (asked, fallback), n in bad_fb.items():
+        entry = by_group.setdefault(fallback, {"failures": 0.0, "statuses": {}, "successes": 0.0})
+        statuses = by_group.get(asked, {}).get("statuses") or {"500": 0.0}
+        status = max(statuses, key=lambda k: statuses[k])
+        entry["failures"] += n
+        entry["statuses"][status] = entry["statuses"].get(status, 0.0) + n
+    # Per model group since the last read: what real traffic did (the watchdog maps groups
+    # to providers for passive health).
+    detail["by_group"] = by_group
     failed_groups = {g for (g, _), n in failures.items() if n > 0}
     failing = sorted(g for g in failed_groups if not successes.get(g))
     detail["failing"] = failing

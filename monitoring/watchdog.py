@@ -28,15 +28,16 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from monitoring import metrics
 from monitoring.agent_files import read_active, switch_agents
 from monitoring.atomic import atomic_write
-from monitoring.circuit import Outcome, circuit_of, observe
+from monitoring.circuit import Circuit, Outcome, circuit_of, observe
 from monitoring.classify import ErrorClass, diagnose
 from monitoring.events import EventKind, EventLog
 from monitoring.exporter import Exporter
-from monitoring.probes import PROXY_ROUTE, Prober, ProbeResult
+from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
 from monitoring.recovery import Backend, ProcessBackend, RecoveryError, RestartGate
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import TargetSpec, WatchdogConfig
@@ -85,7 +86,8 @@ class Watchdog:
             self.events.error(loaded.warning)
         self.targets = {t.name: t for t in config.targets}
         self.routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
-        self._next_provider_probe: datetime | None = None
+        self._next_provider_probe: dict[str, datetime] = {}
+        self._not_before: dict[str, datetime] = {}
         self._next_metrics_probe: datetime | None = None
         self.passive: ProbeResult | None = None
         self._started_at: datetime | None = None
@@ -97,15 +99,66 @@ class Watchdog:
         """Every probe due now, concurrently; one result per route that was probed."""
         probes = self.config.probes
         jobs = [self._probe_proxy()]
-        if self._next_provider_probe is None or now >= self._next_provider_probe:
-            self._next_provider_probe = now + timedelta(seconds=probes.provider_interval)
-            jobs += [self.prober.provider(spec) for spec in self.config.providers]
+        # Providers are probed on the slow cadence while all are healthy. Once one is under
+        # suspicion (from traffic or a probe) every provider is probed each tick: the others
+        # are the fallback path, whose state decides where the agents go, and a recovery is
+        # then seen in seconds. A rate-limited provider waits for its Retry-After.
+        incident = any(circuit_of(self.state.route(spec.name)) is not Circuit.HEALTHY
+                       for spec in self.config.providers)
+        due = [spec for spec in self.config.providers
+               if now >= self._next_provider_probe.get(spec.name, now)
+               or (incident and now >= self._not_before.get(spec.name, now))]
+        jobs += [self.prober.provider(spec) for spec in due]
         results = list(await asyncio.gather(*jobs))
+        for result in results[1:]:
+            self._next_provider_probe[result.route] = now + timedelta(
+                seconds=probes.provider_interval)
+            self._not_before[result.route] = now + timedelta(seconds=result.retry_after_s or 0)
         if self._next_metrics_probe is None or now >= self._next_metrics_probe:
             self._next_metrics_probe = now + timedelta(seconds=probes.metrics_interval)
-            if circuit_of(self.state.route(PROXY_ROUTE)).usable:
+            if results[0].ok:  # the proxy answered this tick: its /metrics will too
                 self.passive = await self.prober.litellm_metrics()
-        return results
+                results += self._passive(self.passive)
+        # One verdict per route and tick: a failure wins over a success of the same tick.
+        verdicts: dict[str, ProbeResult] = {}
+        for result in results:
+            kept = verdicts.get(result.route)
+            if kept is None or (kept.ok and not result.ok):
+                verdicts[result.route] = result
+        return list(verdicts.values())
+
+    def _passive(self, snapshot: ProbeResult) -> list[ProbeResult]:
+        """Per-provider health from real traffic: LiteLLM's counters since the last read.
+
+        A provider whose requests failed since the last read counts one failure, classed by
+        the dominant upstream status, even when others succeeded in the same window (the
+        counters cannot say which came last, and LiteLLM's retries keep a failing request in
+        flight for seconds, so the first failed attempt is the early warning); one that only
+        served requests counts a success; no traffic says nothing. A failure puts the watchdog
+        in incident mode, where the direct probes settle it within a tick or two, while they
+        keep a slow, rate-limit-friendly cadence the rest of the time.
+        """
+        by_group: dict[str, dict[str, Any]] = snapshot.detail.get("by_group") or {}
+        out: list[ProbeResult] = []
+        for provider in self.config.providers:
+            groups = [by_group[g] for g in provider.models if g in by_group]
+            served = sum(g["successes"] for g in groups)
+            failed = sum(g["failures"] for g in groups)
+            if served and not failed:
+                out.append(ProbeResult(provider.name, ProbeKind.METRICS, True,
+                                       snapshot.latency_s, 200, None,
+                                       f"{served:g} requests served"))
+            elif failed:
+                statuses: dict[str, float] = {}
+                for group in groups:
+                    for status, n in group["statuses"].items():
+                        statuses[status] = statuses.get(status, 0.0) + n
+                worst = max(statuses, key=lambda k: statuses[k])
+                out.append(ProbeResult(
+                    provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
+                    class_of_status(worst), f"{failed:g} requests failed through the proxy "
+                    f"(upstream status {worst})"))
+        return out
 
     async def _probe_proxy(self) -> ProbeResult:
         alive = await self.prober.liveness()
@@ -127,7 +180,9 @@ class Watchdog:
         change = observe(route, outcome, now, self.config.hysteresis)
         if change is not None and change.opened:
             route.diagnosis = self._diagnosis(result)
-        self.exporter[metrics.LATENCY].labels(provider=result.route).observe(result.latency_s)
+        if result.kind is not ProbeKind.METRICS:  # a /metrics read is not a provider's latency
+            self.exporter[metrics.LATENCY].labels(provider=result.route).observe(
+                result.latency_s)
         if result.ok:
             self.exporter[metrics.LAST_SUCCESS].labels(provider=result.route).set(
                 now.timestamp())

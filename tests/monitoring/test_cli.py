@@ -18,8 +18,8 @@ from monitoring import metrics
 from monitoring.cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, main
 from monitoring.watchdog_config import Listen, WatchdogConfig
 from tests.monitoring.conftest import LiveStack
-from tests.monitoring.test_watchdog import fast_config, provider_in_file, seed_agent_file
 from tests.support.litellm_proxy import free_port
+from tests.support.watchdog_harness import fast_config, provider_in_file, seed_agent_file
 
 pytestmark = pytest.mark.live
 

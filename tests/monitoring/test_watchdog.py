@@ -4,14 +4,11 @@ log, export and restore; restart a killed proxy; give up in a crash loop; never 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,114 +16,29 @@ import pytest
 
 from monitoring import metrics
 from monitoring.circuit import Circuit, circuit_of
-from monitoring.events import EventLog, read_events
-from monitoring.exporter import Exporter
+from monitoring.events import read_events
 from monitoring.layout import PROXY_ENV
-from monitoring.probes import PROXY_ROUTE, Prober
-from monitoring.recovery import Backend, ProcessBackend
+from monitoring.probes import PROXY_ROUTE
+from monitoring.recovery import ProcessBackend
 from monitoring.state import load_state
-from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import AgentSpec, Hysteresis, Restart, WatchdogConfig
+from monitoring.watchdog_config import Restart, WatchdogConfig
 from tests.monitoring.conftest import LiveStack
 from tests.support.litellm_proxy import ensure_venv, free_port
+from tests.support.watchdog_harness import (
+    USER_KEYS,
+    RecordingBackend,
+    agent_file,
+    aio,
+    event_lines,
+    fast_config,
+    provider_in_file,
+    running,
+    sample,
+    seed_agent_file,
+    until,
+)
 
 pytestmark = pytest.mark.live
-
-def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in its own event loop (fixtures stay synchronous)."""
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-    return wrapper
-
-
-FAST = Hysteresis(failure_threshold=2, success_threshold=2, min_dwell=1.0, half_open_after=0.5,
-                  max_switches_per_hour=50)
-USER_KEYS = {"theme": "dark", "autoApprove": ["read"], "telemetry": False}
-
-
-class RecordingBackend:
-    """A backend that records restarts and does nothing (the fault tests own the proxy)."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.restarts = 0
-
-    def restart(self) -> str:
-        self.restarts += 1
-        return "recorded"
-
-
-def fast_config(base: WatchdogConfig, tmp_path: Path, *, hysteresis: Hysteresis = FAST,
-                interval: float = 0.3, **update: Any) -> WatchdogConfig:
-    """The live stack's watchdog config with its files in tmp_path and quick cadences."""
-    logs, state = tmp_path / "log", tmp_path / "state"
-    logs.mkdir(exist_ok=True)
-    state.mkdir(exist_ok=True)
-    home = tmp_path / "home"
-    paths = base.paths.model_copy(update={
-        "log_dir": str(logs), "state_dir": str(state), "event_log": str(logs / "events.log"),
-        "event_jsonl": str(logs / "events.jsonl"), "state_file": str(state / "state.json")})
-    probes = base.probes.model_copy(update={"interval": interval, "provider_interval": interval})
-    agents = [AgentSpec(name=a.name, path=str(home / Path(a.path.removeprefix("~/"))))
-              for a in base.agents]
-    return base.model_copy(update={"paths": paths, "probes": probes, "hysteresis": hysteresis,
-                                   "agents": agents, **update})
-
-
-def agent_file(config: WatchdogConfig) -> Path:
-    return Path(config.agents[0].path)
-
-
-def seed_agent_file(config: WatchdogConfig) -> None:
-    path = agent_file(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**USER_KEYS, **config.targets[0].settings}))
-
-
-def provider_in_file(config: WatchdogConfig) -> str | None:
-    try:
-        return str(json.loads(agent_file(config).read_text())["provider"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def running(config: WatchdogConfig, env: dict[str, str],
-                  backend: Backend | None = None) -> AsyncIterator[Watchdog]:
-    """A watchdog running its loop in the background; stopped (and checked) at the end."""
-    exporter = Exporter()
-    async with Prober.from_config(config, env=env) as prober:
-        dog = Watchdog(config, prober=prober, backend=backend or RecordingBackend(),
-                       events=EventLog.from_config(config), exporter=exporter)
-        stop = asyncio.Event()
-        task = asyncio.create_task(dog.run(stop))
-        try:
-            yield dog
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-
-
-def sample(dog: Watchdog, name: str, **labels: str) -> float:
-    value = dog.exporter.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
-
-
-def event_lines(config: WatchdogConfig) -> list[str]:
-    return Path(config.paths.event_log).read_text().splitlines()
-
 
 # (fault injected on every provider behind the proxy, expected class, event wording)
 FAULTS = [
@@ -341,3 +253,65 @@ async def test_thirty_percent_random_failures_for_two_minutes_stay_under_the_cap
         failed = dog.state.route("groq").last_failure is not None
     assert failed, "the fault really hit the probes"
     assert switches <= stack_hysteresis.max_switches_per_hour
+
+
+# --------------------------------------------------------------------------- passive health
+
+
+async def _traffic(live: LiveStack, model: str, stop: asyncio.Event) -> None:
+    """An agent's requests through the proxy, one after another, until ``stop``."""
+    while not stop.is_set():
+        await asyncio.to_thread(live.chat, model, 10)
+
+
+def passive_config(live: LiveStack, tmp_path: Path) -> WatchdogConfig:
+    """Direct provider probes effectively off: only real traffic can reveal the fault."""
+    config = fast_config(live.config, tmp_path)
+    probes = config.probes.model_copy(update={"provider_interval": 3600, "metrics_interval": 0.3})
+    return config.model_copy(update={"probes": probes})
+
+
+@aio
+async def test_real_traffic_failing_at_every_provider_falls_back(live: LiveStack,
+                                                                tmp_path: Path) -> None:
+    config = passive_config(live, tmp_path)
+    seed_agent_file(config)
+    primary = config.targets[0]
+    stop = asyncio.Event()
+    async with running(config, live.env) as dog:
+        await until(lambda: dog.state.active_target == primary.name, 20, "a healthy start")
+        traffic = asyncio.create_task(_traffic(live, primary.settings["model"], stop))
+        try:
+            for name in primary.via:  # chat fails, /models (the direct probe) still answers
+                live.upstream(name).set_fault(500, paths=("/v1/chat/completions",))
+            await until(lambda: provider_in_file(config) == "z-ai", 30, "the fallback")
+            assert dog.state.route(primary.via[0]).last_error_class == "server"
+            assert "through the proxy" in (dog.state.route(primary.via[0]).last_message or "")
+        finally:
+            stop.set()
+            await traffic
+
+
+@aio
+async def test_one_provider_down_is_left_to_litellms_own_fallback(live: LiveStack,
+                                                                 tmp_path: Path) -> None:
+    config = passive_config(live, tmp_path)
+    seed_agent_file(config)
+    primary = config.targets[0]
+    stop = asyncio.Event()
+    async with running(config, live.env) as dog:
+        await until(lambda: dog.state.active_target == primary.name, 20, "a healthy start")
+        traffic = asyncio.create_task(_traffic(live, primary.settings["model"], stop))
+        try:
+            live.upstream(primary.via[0]).set_fault(500, paths=("/v1/chat/completions",))
+            await until(lambda: circuit_of(dog.state.route(primary.via[0])) is Circuit.FAILED,
+                        30, "the failing provider's circuit to open")
+            # LiteLLM serves the primary's requests from the next provider of its chain.
+            assert circuit_of(dog.state.route(primary.via[1])).usable
+        finally:
+            stop.set()
+            await traffic
+        assert dog.state.active_target == primary.name
+    assert provider_in_file(config) == "litellm"
+    assert not Path(config.paths.event_log).exists() or "FALLBACK" not in Path(
+        config.paths.event_log).read_text()

@@ -1,0 +1,340 @@
+"""Watchdog benchmark (run by hand): failover and restore latency, RSS, CPU, paid calls.
+
+    python -m bench.watchdog_bench [--trials 20] [--json bench/results.json]
+
+Everything is real but the upstream: the pinned LiteLLM proxy (cached venv), the project's
+fake OpenAI-compatible upstreams, the watchdog with the DEFAULT settings of
+inventory/stack.yaml. An "agent" sends requests through the proxy, one after another, until
+the agents are switched away (as real agents would stop using the proxy then).
+
+Two settings differ, so that trials can follow each other: ``min_dwell`` is cut to 1 s and
+the hourly switch cap is lifted (the bench switches hundreds of times an hour, which the cap
+exists to prevent). Neither is on the failover path; every fault below lasts longer than the
+cut dwell, so the restore figures are what the default 30 s dwell gives to a fault that lasts
+longer than 30 s (a shorter fault is restored 30 s after the fallback, by design).
+
+Failover latency: fault injected -> every agent file switched. Restore latency: fault
+cleared -> agent files back on the primary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from monitoring.events import EventLog
+from monitoring.exporter import Exporter
+from monitoring.layout import PROXY_ENV, layout
+from monitoring.probes import Prober
+from monitoring.stack_load import parse_stack
+from monitoring.watchdog import Watchdog
+from monitoring.watchdog_config import AgentSpec, WatchdogConfig
+from tasks.render import litellm, watchdog
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.litellm_proxy import ensure_venv, free_port, wait_until_live
+
+REPO = Path(__file__).resolve().parents[1]
+UPSTREAM_OF = {"groq": "groq", "openrouter": "openrouter", "google": "paid", "openai": "paid"}
+
+
+class Rig:
+    """Proxy, fakes, keys and the default-settings watchdog config, in a scratch directory."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        base = parse_stack((REPO / "inventory/stack.yaml").read_text())
+        self.keys = {"GROQ_API_KEY": "gsk_" + os.urandom(20).hex(),
+                     "OPENROUTER_API_KEY": "sk-or-v1-" + os.urandom(20).hex(),
+                     "GEMINI_API_KEY": "AIza" + os.urandom(16).hex(),
+                     "OPENAI_API_KEY": "sk-proj-" + os.urandom(20).hex()}
+        self.master = "sk-master-" + os.urandom(16).hex()
+        self.env = {**self.keys, base.litellm.master_key_env: self.master}
+        models = base.litellm.models
+        self.upstreams = {
+            "groq": FakeUpstream(api_key=self.keys["GROQ_API_KEY"], models=[
+                m.upstream_model for m in models.values() if m.provider == "groq"]).start(),
+            "openrouter": FakeUpstream(api_key=self.keys["OPENROUTER_API_KEY"], models=[
+                m.upstream_model for m in models.values() if m.provider == "openrouter"]).start(),
+            "paid": FakeUpstream(models=[m.upstream_model for m in models.values()
+                                         if UPSTREAM_OF[m.provider] == "paid"]).start(),
+        }
+        self.port = free_port()
+        self.stack = parse_stack((REPO / "inventory/stack.yaml").read_text(), overrides={
+            "litellm": {"listen": {"port": self.port}, "models": {
+                alias: {"api_base": self.upstreams[UPSTREAM_OF[m.provider]].api_base}
+                for alias, m in models.items()}}})
+        self.config_file = work / "litellm.yaml"
+        self.config_file.write_text(yaml.safe_dump(litellm.config(self.stack), sort_keys=False))
+        self.venv = ensure_venv(self.stack.litellm.version)
+        self.proxy: subprocess.Popen[bytes] | None = None
+        home = work / "home"
+        base_config = watchdog.build(self.stack, layout(self.stack, "linux"))
+        paths = base_config.paths.model_copy(update={
+            "log_dir": str(work), "state_dir": str(work), "event_log": str(work / "events.log"),
+            "event_jsonl": str(work / "events.jsonl"), "state_file": str(work / "state.json")})
+        self.default_config = base_config.model_copy(update={
+            "paths": paths,
+            "agents": [AgentSpec(name=a.name, path=str(home / a.path.removeprefix("~/")))
+                       for a in base_config.agents]})
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start_proxy(self) -> float:
+        started = time.monotonic()
+        log = open(self.work / "proxy.log", "ab")  # noqa: SIM115 (lives with the process)
+        self.proxy = subprocess.Popen(
+            [str(self.venv / "bin/python"), "-m", "litellm.proxy.proxy_cli", "--config",
+             str(self.config_file), "--host", "127.0.0.1", "--port", str(self.port)],
+            env={**os.environ, **PROXY_ENV, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.work)
+        wait_until_live(self.url, self.proxy, 120)
+        return time.monotonic() - started
+
+    def stop_proxy(self) -> None:
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait(30)
+            self.proxy = None
+
+    def close(self) -> None:
+        self.stop_proxy()
+        for up in self.upstreams.values():
+            up.stop()
+
+
+class Agent:
+    """Requests through the proxy, one after another, while ``running``."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.running = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        with httpx.Client(timeout=120) as client:
+            while not self.done.is_set():
+                if not self.running.wait(0.1):
+                    continue
+                try:
+                    client.post(f"{self.rig.url}/v1/chat/completions",
+                                headers={"Authorization": f"Bearer {self.rig.master}"},
+                                json={"model": "groq-70b", "max_tokens": 1,
+                                      "messages": [{"role": "user", "content": "hi"}],
+                                      "cache": {"no-cache": True, "no-store": True}})
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+
+
+def provider_of(path: Path) -> str | None:
+    try:
+        return str(json.loads(path.read_text())["provider"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``predicate`` holds (polled every 10 ms); raises after ``timeout``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+class Fault:
+    """How to inject and clear one kind of fault on the rig."""
+
+    def __init__(self, name: str, inject: Callable[[Rig], None],
+                 clear: Callable[[Rig], None]) -> None:
+        self.name, self.inject, self.clear = name, inject, clear
+
+
+def _upstream(kind: str) -> Fault:
+    def inject(rig: Rig) -> None:
+        for name in ("groq", "openrouter"):
+            rig.upstreams[name].set_fault(kind)
+
+    def clear(rig: Rig) -> None:
+        for name in ("groq", "openrouter"):
+            rig.upstreams[name].clear_fault()
+    return Fault(f"upstream {kind}", inject, clear)
+
+
+def _proxy_hang() -> Fault:
+    def inject(rig: Rig) -> None:
+        assert rig.proxy is not None
+        rig.proxy.send_signal(signal.SIGSTOP)
+
+    def clear(rig: Rig) -> None:
+        assert rig.proxy is not None
+        rig.proxy.send_signal(signal.SIGCONT)
+    return Fault("proxy hung (SIGSTOP)", inject, clear)
+
+
+def _proxy_down() -> Fault:
+    def clear(rig: Rig) -> None:
+        rig.start_proxy()
+    return Fault("proxy down (connection refused)", lambda rig: rig.stop_proxy(), clear)
+
+
+FAULTS = {
+    "refused": _upstream("refused"), "hang": _upstream("hang"), "5xx": _upstream("500"),
+    "401": _upstream("401"), "404": _upstream("404"), "429": _upstream("429"),
+    "proxy-hang": _proxy_hang(),
+    "proxy-down": _proxy_down(),
+}
+
+
+def run_watchdog(rig: Rig, config: WatchdogConfig, stop: threading.Event) -> threading.Thread:
+    """The watchdog in a thread of its own (its own event loop), like the service."""
+    class NoRestart:
+        name = "none"
+
+        def restart(self) -> str:
+            return "not restarted (the bench owns the proxy)"
+
+    async def main() -> None:
+        async with Prober.from_config(config, env=rig.env) as prober:
+            dog = Watchdog(config, prober=prober, backend=NoRestart(),
+                           events=EventLog.from_config(config), exporter=Exporter())
+            done = asyncio.Event()
+            task = asyncio.create_task(dog.run(done))
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            done.set()
+            await task
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    return thread
+
+
+def trials(rig: Rig, fault: Fault, count: int) -> dict[str, list[float]]:
+    config = rig.default_config.model_copy(update={
+        "hysteresis": rig.default_config.hysteresis.model_copy(update={
+            "min_dwell": 1.0, "max_switches_per_hour": 1_000_000})})
+    agent_file = Path(config.agents[0].path)
+    agent = Agent(rig)
+    stop = threading.Event()
+    thread = run_watchdog(rig, config, stop)
+    failover: list[float] = []
+    restore: list[float] = []
+    try:
+        wait_for(lambda: provider_of(agent_file) == "litellm", 60)
+        for _ in range(count):
+            agent.running.set()
+            time.sleep(1.5)  # traffic flowing and the metrics baseline read, as in use
+            fault.inject(rig)
+            failover.append(wait_for(lambda: provider_of(agent_file) == "z-ai", 120))
+            agent.running.clear()  # the agents now use Kilo Code, not the proxy
+            time.sleep(1.2)  # the fault outlasts the (cut) dwell
+            fault.clear(rig)  # returns once the fault is gone (a restarted proxy answers)
+            started = time.monotonic()
+            try:
+                wait_for(lambda: provider_of(agent_file) == "litellm", 180)
+            except TimeoutError:
+                print(Path(config.paths.event_log).read_text(), file=sys.stderr)
+                print(Path(config.paths.state_file).read_text(), file=sys.stderr)
+                raise
+            restore.append(time.monotonic() - started)
+    finally:
+        agent.done.set()
+        stop.set()
+        thread.join(30)
+        fault.clear(rig) if fault.name.startswith("upstream") else None
+    return {"failover_s": failover, "restore_s": restore}
+
+
+def steady_state(rig: Rig, seconds: float) -> dict[str, float]:
+    """RSS, CPU share and upstream calls of ``provider-fallback watch`` at default settings."""
+    config = rig.default_config
+    path = rig.work / "watchdog.json"
+    path.write_text(config.model_dump_json())
+    for up in rig.upstreams.values():
+        up.clear_requests()
+    proc = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "watch", "--config",
+                             str(path)], env={**os.environ, **rig.env}, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        time.sleep(5)  # start-up (imports) is not the steady state
+        stat0 = Path(f"/proc/{proc.pid}/stat").read_text().split()
+        t0 = time.monotonic()
+        for up in rig.upstreams.values():
+            up.clear_requests()
+        rss: list[int] = []
+        while time.monotonic() - t0 < seconds:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            rss.append(int(next(line.split()[1] for line in status.splitlines()
+                                if line.startswith("VmRSS:"))))
+            time.sleep(1)
+        stat1 = Path(f"/proc/{proc.pid}/stat").read_text().split()
+        wall = time.monotonic() - t0
+        cpu = (int(stat1[13]) + int(stat1[14]) - int(stat0[13]) - int(stat0[14])) / ticks
+        requests = [r for up in rig.upstreams.values() for r in up.requests]
+        paid = [r for r in requests if r.path.endswith("/chat/completions")]
+        return {"rss_mb_median": statistics.median(rss) / 1024, "rss_mb_max": max(rss) / 1024,
+                "cpu_share": cpu / wall, "wall_s": wall,
+                "paid_calls_per_hour": len(paid) * 3600 / wall,
+                "unbilled_models_calls_per_hour": (len(requests) - len(paid)) * 3600 / wall}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--steady-seconds", type=float, default=120)
+    parser.add_argument("--json", help="write the raw figures here")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"settings": {}, "faults": {}}
+    with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
+        rig = Rig(Path(tmp))
+        try:
+            results["proxy_start_s"] = rig.start_proxy()
+            results["settings"] = {
+                "probes": rig.default_config.probes.model_dump(),
+                "hysteresis": rig.default_config.hysteresis.model_dump()}
+            for name in args.faults.split(","):
+                runs = trials(rig, FAULTS[name], args.trials)
+                results["faults"][name] = runs
+                fo, rs = runs["failover_s"], runs["restore_s"]
+                print(f"{name:12s} failover p50 {statistics.median(fo):5.2f} s  p95 "
+                      f"{pct(fo, 0.95):5.2f} s | restore p50 {statistics.median(rs):5.2f} s  "
+                      f"p95 {pct(rs, 0.95):5.2f} s  ({len(fo)} trials)", flush=True)
+            results["steady"] = steady_state(rig, args.steady_seconds)
+            print(json.dumps(results["steady"], indent=2))
+        finally:
+            rig.close()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Driving a real watchdog in tests: quick configs, a background loop, polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from monitoring.events import EventLog
+from monitoring.exporter import Exporter
+from monitoring.probes import Prober
+from monitoring.recovery import Backend
+from monitoring.watchdog import Watchdog
+from monitoring.watchdog_config import AgentSpec, Hysteresis, WatchdogConfig
+
+
+def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (fixtures stay synchronous)."""
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return wrapper
+
+
+FAST = Hysteresis(failure_threshold=2, success_threshold=2, min_dwell=1.0, half_open_after=0.5,
+                  max_switches_per_hour=50)
+USER_KEYS = {"theme": "dark", "autoApprove": ["read"], "telemetry": False}
+
+
+class RecordingBackend:
+    """A backend that records restarts and does nothing (the fault tests own the proxy)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    def restart(self) -> str:
+        self.restarts += 1
+        return "recorded"
+
+
+def fast_config(base: WatchdogConfig, tmp_path: Path, *, hysteresis: Hysteresis = FAST,
+                interval: float = 0.3, **update: Any) -> WatchdogConfig:
+    """The live stack's watchdog config with its files in tmp_path and quick cadences."""
+    logs, state = tmp_path / "log", tmp_path / "state"
+    logs.mkdir(exist_ok=True)
+    state.mkdir(exist_ok=True)
+    home = tmp_path / "home"
+    paths = base.paths.model_copy(update={
+        "log_dir": str(logs), "state_dir": str(state), "event_log": str(logs / "events.log"),
+        "event_jsonl": str(logs / "events.jsonl"), "state_file": str(state / "state.json")})
+    probes = base.probes.model_copy(update={"interval": interval, "provider_interval": interval})
+    agents = [AgentSpec(name=a.name, path=str(home / Path(a.path.removeprefix("~/"))))
+              for a in base.agents]
+    return base.model_copy(update={"paths": paths, "probes": probes, "hysteresis": hysteresis,
+                                   "agents": agents, **update})
+
+
+def agent_file(config: WatchdogConfig) -> Path:
+    return Path(config.agents[0].path)
+
+
+def seed_agent_file(config: WatchdogConfig) -> None:
+    path = agent_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**USER_KEYS, **config.targets[0].settings}))
+
+
+def provider_in_file(config: WatchdogConfig) -> str | None:
+    try:
+        return str(json.loads(agent_file(config).read_text())["provider"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(config: WatchdogConfig, env: dict[str, str],
+                  backend: Backend | None = None) -> AsyncIterator[Watchdog]:
+    """A watchdog running its loop in the background; stopped (and checked) at the end."""
+    exporter = Exporter()
+    async with Prober.from_config(config, env=env) as prober:
+        dog = Watchdog(config, prober=prober, backend=backend or RecordingBackend(),
+                       events=EventLog.from_config(config), exporter=exporter)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dog.run(stop))
+        try:
+            yield dog
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+def sample(dog: Watchdog, name: str, **labels: str) -> float:
+    value = dog.exporter.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def event_lines(config: WatchdogConfig) -> list[str]:
+    return Path(config.paths.event_log).read_text().splitlines()

@@ -25,7 +25,7 @@ tools:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy monitoring tasks tests deploy.py
+	$(BIN)/mypy monitoring tasks tests bench deploy.py
 
 test: venv tools lint
 	$(BIN)/pytest

@@ -45,7 +45,7 @@ from monitoring.stack_load import parse_stack
 from monitoring.watchdog import Watchdog
 from monitoring.watchdog_config import AgentSpec, WatchdogConfig
 from tasks.render import litellm, watchdog
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, FaultKind
 from tests.support.litellm_proxy import ensure_venv, free_port, wait_until_live
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ class Fault:
         self.name, self.inject, self.clear = name, inject, clear
 
 
-def _upstream(kind: str) -> Fault:
+def _upstream(kind: FaultKind) -> Fault:
     def inject(rig: Rig) -> None:
         for name in ("groq", "openrouter"):
             rig.upstreams[name].set_fault(kind)
@@ -226,10 +226,14 @@ def run_watchdog(rig: Rig, config: WatchdogConfig, stop: threading.Event) -> thr
     return thread
 
 
-def trials(rig: Rig, fault: Fault, count: int) -> dict[str, list[float]]:
+def trials(rig: Rig, fault: Fault, count: int,
+           provider_interval: float | None = None) -> dict[str, list[float]]:
     config = rig.default_config.model_copy(update={
         "hysteresis": rig.default_config.hysteresis.model_copy(update={
             "min_dwell": 1.0, "max_switches_per_hour": 1_000_000})})
+    if provider_interval is not None:  # --provider-interval: the trade-off, measured
+        config = config.model_copy(update={"probes": config.probes.model_copy(
+            update={"provider_interval": provider_interval})})
     agent_file = Path(config.agents[0].path)
     agent = Agent(rig)
     stop = threading.Event()
@@ -311,6 +315,8 @@ def main() -> int:
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--steady-seconds", type=float, default=120)
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--provider-interval", type=float,
+                        help="override watchdog.provider_probe_interval (default: stack.yaml)")
     args = parser.parse_args()
     results: dict[str, Any] = {"settings": {}, "faults": {}}
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
@@ -321,7 +327,7 @@ def main() -> int:
                 "probes": rig.default_config.probes.model_dump(),
                 "hysteresis": rig.default_config.hysteresis.model_dump()}
             for name in args.faults.split(","):
-                runs = trials(rig, FAULTS[name], args.trials)
+                runs = trials(rig, FAULTS[name], args.trials, args.provider_interval)
                 results["faults"][name] = runs
                 fo, rs = runs["failover_s"], runs["restore_s"]
                 print(f"{name:12s} failover p50 {statistics.median(fo):5.2f} s  p95 "

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from monitoring.agent_files import switch_agents
 from monitoring.atomic import atomic_write
 from monitoring.circuit import circuit_of
-from monitoring.classify import redact
+from monitoring.classify import process_alive, redact
 from monitoring.events import EventLog, read_events
 from monitoring.exporter import Exporter
 from monitoring.probes import PROXY_ROUTE, Prober
@@ -151,13 +151,13 @@ def cmd_check(config: WatchdogConfig, as_json: bool) -> int:
 
 
 def _watchdog_running(config: WatchdogConfig) -> bool:
+    """From the watchdog's PID file; ``process_alive`` never signals the process (on Windows
+    ``os.kill`` would terminate it) and counts another user's process as alive."""
     pid_file = Path(config.paths.state_file).with_name(WATCHDOG_PID_FILE)
     try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
+        return process_alive(int(pid_file.read_text().strip()))
     except (OSError, ValueError):
         return False
-    return True
 
 
 def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
@@ -176,7 +176,11 @@ def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
         while time.monotonic() < deadline and pin_path.exists():
             time.sleep(0.1)
         if pin_path.exists():
-            print("the watchdog did not pick the request up in time", file=sys.stderr)
+            # Withdrawn, so a watchdog that comes back later does not apply a stale wish.
+            with contextlib.suppress(OSError):
+                pin_path.unlink()
+            print("the watchdog did not pick the request up in time; nothing changed",
+                  file=sys.stderr)
             return EXIT_NOT_APPLIED
         outcome = "handed to the running watchdog"
     else:
@@ -190,7 +194,13 @@ def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
             spec = next(t for t in config.targets if t.name == target)
             state.set_pin(target, now, timedelta(seconds=ttl) if ttl else None,
                           reason=reason)
-            switch_agents(config.agents, spec.settings)
+            failed = [r for r in switch_agents(config.agents, spec.settings).values()
+                      if not r.ok]
+            for result in failed:
+                print(f"agent file {result.path} left untouched: {result.error}",
+                      file=sys.stderr)
+            if failed:
+                return EXIT_NOT_APPLIED
             EventLog.from_config(config).record(
                 "FALLBACK" if target != names[0] else "RESTORED",
                 f"manual switch to {spec.label}", to=target, reason="manual")
@@ -205,17 +215,23 @@ def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
 
 
 def _since(text: str | None) -> datetime | None:
+    """A duration back from now (``1h``) or an ISO timestamp (naive means UTC, as in the log)."""
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool) -> int:
+    try:
+        start = _since(since)
+    except ValueError:
+        return _usage(f"--since {since!r}: a duration such as 1h or an ISO timestamp")
     path = config.paths.event_jsonl if as_json else config.paths.event_log
-    events = read_events(path, since=_since(since)) if Path(path).exists() else []
+    events = read_events(path, since=start) if Path(path).exists() else []
     if as_json:
         _print_json([json.loads(e.json_line()) for e in events])
     else:

@@ -40,9 +40,15 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
 
+#: manage-litellm.ps1 may take 30 s to stop the proxy and 120 s to see it start again.
+COMMAND_TIMEOUT_S = 180
+
+
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """Run a short management command; never raises for a non-zero exit."""
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
+    """Run a management command; never raises for a non-zero exit (output decoded leniently:
+    localized Windows tools do not always write UTF-8)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, errors="replace",
+                          timeout=COMMAND_TIMEOUT_S, check=False)
 
 
 class RecoveryError(RuntimeError):
@@ -166,7 +172,8 @@ class ProcessBackend:
         if pid is not None:
             return f"adopted the running proxy (pid {pid})"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "ab") as out:
             self._child = subprocess.Popen(
                 self.command, env={**os.environ, **self.env}, cwd=self.cwd, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

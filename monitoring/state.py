@@ -120,13 +120,15 @@ class WatchdogState(_Model):
             self.routes[name] = RouteState()
         return self.routes[name]
 
-    def set_active(self, target: str, now: datetime) -> None:
+    def set_active(self, target: str, now: datetime, *, counted: bool = True) -> None:
         """Record that the agents now point at ``target``, counting it for the switch cap.
 
-        The first target of a fresh state is a start, not a switch, and is not counted.
+        The first target of a fresh state is a start, not a switch, and is not counted; nor is
+        a switch a person asked for (``counted=False``): the cap guards against flapping, and
+        a manual test of failover must not use up the switches a real outage needs.
         """
         if target != self.active_target:
-            if self.active_target is not None:
+            if self.active_target is not None and counted:
                 self.switches.append(_utc(now))
             self.active_target = target
             self.active_since = _utc(now)
@@ -153,6 +155,25 @@ class WatchdogState(_Model):
     def active_pin(self, now: datetime) -> Pin | None:
         """The pin if it has not expired (an expired one is left for :meth:`prune`)."""
         return self.pin if self.pin is not None and self.pin.active(now) else None
+
+    def clamp_future(self, now: datetime) -> None:
+        """Bring timestamps later than ``now`` back to ``now`` (the clock jumped back).
+
+        Otherwise a route could not half-open or meet its dwell, and restart or switch records
+        "in the future" would keep the caps shut, until the clock caught up again.
+        """
+        now = _utc(now)
+        for route in self.routes.values():
+            for name in ("opened_at", "last_change", "last_failure", "last_success"):
+                value = getattr(route, name)
+                if value is not None and value > now:
+                    setattr(route, name, now)
+        self.switches = [min(t, now) for t in self.switches]
+        for record in self.restarts:
+            if record.at > now:
+                record.at = now
+        if self.active_since is not None and self.active_since > now:
+            self.active_since = now
 
     def prune(self, now: datetime, keep: timedelta = HISTORY_KEEP) -> None:
         """Drop history older than ``keep`` and an expired pin, so the file stays small."""

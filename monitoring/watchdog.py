@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ from monitoring.classify import ErrorClass, diagnose
 from monitoring.events import EventKind, EventLog
 from monitoring.exporter import Exporter
 from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
-from monitoring.recovery import Backend, ProcessBackend, RecoveryError, RestartGate
+from monitoring.recovery import Backend, ProcessBackend, RestartGate
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import TargetSpec, WatchdogConfig
 
@@ -82,22 +84,30 @@ class Watchdog:
         self.pin_path = self.state_path.with_name(PIN_FILE)
         loaded = load_state(self.state_path, clock=clock)
         self.state: WatchdogState = loaded.state
-        if loaded.warning and loaded.set_aside:
+        if loaded.warning and "corrupt" in loaded.warning:
             self.events.error(loaded.warning)
         self.targets = {t.name: t for t in config.targets}
         self.routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
-        self._next_provider_probe: dict[str, datetime] = {}
-        self._not_before: dict[str, datetime] = {}
-        self._next_metrics_probe: datetime | None = None
+        # In-process timers run on the monotonic clock: a wall-clock jump cannot stall them.
+        self.mono: Callable[[], float] = time.monotonic
+        self._booted = self.mono()
+        self._next_provider_probe: dict[str, float] = {}
+        self._not_before: dict[str, float] = {}
+        self._next_completion = 0.0
+        self._next_metrics_probe = 0.0
+        self._ticks = 0
+        self._proxy_answered = False
+        self._restart_task: asyncio.Task[str] | None = None
+        self._agent_errors: dict[str, str] = {}
         self.passive: ProbeResult | None = None
-        self._started_at: datetime | None = None
         exporter.prime(self.routes, list(self.targets), [c.value for c in ErrorClass])
 
     # ------------------------------------------------------------------ probing
 
-    async def _probe(self, now: datetime) -> list[ProbeResult]:
+    async def _probe(self) -> list[ProbeResult]:
         """Every probe due now, concurrently; one result per route that was probed."""
         probes = self.config.probes
+        now = self.mono()
         jobs = [self._probe_proxy()]
         # Providers are probed on the slow cadence while all are healthy. Once one is under
         # suspicion (from traffic or a probe) every provider is probed each tick: the others
@@ -106,19 +116,26 @@ class Watchdog:
         incident = any(circuit_of(self.state.route(spec.name)) is not Circuit.HEALTHY
                        for spec in self.config.providers)
         due = [spec for spec in self.config.providers
-               if now >= self._next_provider_probe.get(spec.name, now)
-               or (incident and now >= self._not_before.get(spec.name, now))]
+               if now >= self._not_before.get(spec.name, now)
+               and (incident or now >= self._next_provider_probe.get(spec.name, now))]
         jobs += [self.prober.provider(spec) for spec in due]
         results = list(await asyncio.gather(*jobs))
         for result in results[1:]:
-            self._next_provider_probe[result.route] = now + timedelta(
-                seconds=probes.provider_interval)
-            self._not_before[result.route] = now + timedelta(seconds=result.retry_after_s or 0)
-        if self._next_metrics_probe is None or now >= self._next_metrics_probe:
-            self._next_metrics_probe = now + timedelta(seconds=probes.metrics_interval)
+            self._next_provider_probe[result.route] = now + probes.provider_interval
+            self._not_before[result.route] = now + (result.retry_after_s or 0)
+        if now >= self._next_metrics_probe:
+            self._next_metrics_probe = now + probes.metrics_interval
             if results[0].ok:  # the proxy answered this tick: its /metrics will too
                 self.passive = await self.prober.litellm_metrics()
                 results += self._passive(self.passive)
+        if probes.completion_enabled and results[0].ok and now >= self._next_completion:
+            self._next_completion = now + probes.completion_interval
+            done = await self.prober.completion()
+            model = self.config.models.get(probes.completion_model)
+            if done is not None and model is not None:
+                # A real request tells about its model's provider, not about the proxy
+                # (whose own health the liveness and models probes judge).
+                results.append(dataclasses.replace(done, route=model.provider))
         # One verdict per route and tick: a failure wins over a success of the same tick.
         verdicts: dict[str, ProbeResult] = {}
         for result in results:
@@ -173,7 +190,18 @@ class Watchdog:
             result, log_path=str(Path(self.config.paths.log_dir) / "litellm.log"), pid=pid)
         return diagnose(result.error_class, inputs).summary
 
+    def _starting(self) -> bool:
+        """Whether the proxy may still be starting: it has not answered since the watchdog
+        started, and ``startup_timeout`` has not passed (a boot starts both at once)."""
+        return not self._proxy_answered and (
+            self.mono() - self._booted < self.config.restart.startup_timeout)
+
     def _observe(self, result: ProbeResult, now: datetime) -> None:
+        if result.route == PROXY_ROUTE:
+            if result.ok:
+                self._proxy_answered = True
+            elif self._starting():
+                return  # not a failure yet: no fallback, no alert for a proxy still starting
         route = self.state.route(result.route)
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
@@ -219,28 +247,51 @@ class Watchdog:
         return self.config.targets[-1]
 
     def _may_switch(self, to: TargetSpec, now: datetime, pinned: bool) -> bool:
+        """The hourly cap. A move away from an unusable target is never blocked by the last
+        switch of the hour: it is kept for a fallback, so the cap can hold the agents on a
+        working fallback but never strand them on a dead target."""
         if pinned:
             return True
         done = self.state.switches_since(now - timedelta(hours=1))
         cap = self.config.hysteresis.max_switches_per_hour
-        rank = [t.name for t in self.config.targets]
-        current = self.state.active_target
-        restoring = current in rank and rank.index(to.name) < rank.index(current)
-        # Keep the last switch of the hour for a fallback: never strand agents on a dead target.
-        return done < (cap - 1 if restoring else cap)
+        current = self.targets.get(self.state.active_target or "")
+        leaving_dead = current is None or not self.usable(current)
+        return done < (cap if leaving_dead else max(cap - 1, 1))
 
     # ------------------------------------------------------------------ acting
 
-    def _switch(self, to: TargetSpec, now: datetime) -> None:
-        current = self.targets.get(self.state.active_target or "")
+    def _write_agents(self, to: TargetSpec) -> None:
+        """Bring every agent file to ``to``'s keys (a no-op for a file already right).
+
+        Run every tick, not only on a switch: a file that was busy, broken or hand-edited is
+        mended as soon as it can be, and its error is logged once, not every second.
+        """
         results = switch_agents(self.config.agents, to.settings, home=self.home)
         for name, result in results.items():
-            if not result.ok:
+            if result.ok:
+                self._agent_errors.pop(name, None)
+            elif self._agent_errors.get(name) != result.error:
+                self._agent_errors[name] = result.error or "unknown"
                 self.events.error(f"agent file {result.path} of {name} left untouched: "
                                   f"{result.error}", target=to.name)
+
+    def _switch(self, to: TargetSpec, now: datetime, *, pinned: bool) -> None:
+        current = self.targets.get(self.state.active_target or "")
+        # Leaving a target a pin chose is the end of a manual episode, not a recovery.
+        unpinned = bool(self.state.extra.pop("pinned", False)) and not pinned
+        if pinned:
+            self.state.extra["pinned"] = True
+        self._write_agents(to)
         if current is not None:
             rank = [t.name for t in self.config.targets]
-            if rank.index(to.name) < rank.index(current.name):
+            upward = rank.index(to.name) < rank.index(current.name)
+            if pinned or unpinned:  # a person asked: no fault to report, no fallback to count
+                what = "manual switch" if pinned else "pin removed, switched back"
+                self.events.record(EventKind.RESTORED if upward else EventKind.FALLBACK,
+                                   f"{what} to {to.label}", from_=current.name,
+                                   to=to.name, reason="manual")
+                pinned = True  # not counted for the cap either
+            elif upward:
                 self.events.restored(current.name, to.name, to_label=to.label,
                                      primary=to.name == rank[0])
             else:
@@ -249,7 +300,7 @@ class Watchdog:
                                      from_label=current.label, to_label=to.label)
                 self.exporter[metrics.FALLBACK_EVENTS].labels(
                     from_provider=current.name, to_provider=to.name, reason=cls).inc()
-        self.state.set_active(to.name, now)
+        self.state.set_active(to.name, now, counted=not pinned)
 
     def _adopt_agent_files(self) -> None:
         """At start, take the active target from the agent files when the state has none."""
@@ -277,53 +328,67 @@ class Watchdog:
             self.state.degraded = False
         self.exporter[metrics.DEGRADED_MODE].set(int(self.state.degraded))
 
-    async def _recover(self, now: datetime) -> None:
-        """Restart a dead or hung proxy, within the gate; the crash-loop state past the cap."""
+    def _recover(self, now: datetime) -> None:
+        """Restart a dead or hung proxy, within the gate; the crash-loop state past the cap.
+
+        The restart runs in the background (on Windows the manage script may take minutes):
+        the loop keeps probing and switching meanwhile, and starts no second restart.
+        """
+        self._reap_restart()
         route = self.state.route(PROXY_ROUTE)
         if circuit_of(route).usable:
             restarted = self.state.extra.pop("restarting", None)
             if isinstance(restarted, int) and restarted > 0:
                 self.events.recovery(restarts=restarted)
-            self.exporter[metrics.PROXY_CRASH_LOOP].set(0)
-            self.state.extra.pop("crash_loop", None)
+            self._crash_loop(False)
             return
-        if self._started_at is not None and (
-                route.last_success is not None and route.last_success >= self._started_at):
-            self._started_at = None  # it answered once: it has started
-        if self._started_at is not None and now - self._started_at < timedelta(
-                seconds=self.config.restart.startup_timeout):
-            return  # the proxy this watchdog just started is still starting
-        # Restarts since the route last opened: reset only once the proxy is healthy again.
-        streak = sum(1 for r in self.state.restarts
-                     if route.opened_at is not None and r.at >= route.opened_at)
+        if self._restart_task is not None or self._starting():
+            return
         # Only a proxy failing right now: one that answers again is left to prove itself
         # (half-open), never restarted in the middle of its recovery.
         if (route.last_error_class not in RESTART_CLASSES
                 or route.consecutive_failures < self.config.hysteresis.failure_threshold):
             return
+        # Restarts since the route last opened: reset only once the proxy is healthy again.
+        streak = sum(1 for r in self.state.restarts
+                     if route.opened_at is not None and r.at >= route.opened_at)
         last = self.state.restarts[-1].at if self.state.restarts else None
         answered = last is not None and route.last_success is not None and (
             route.last_success > last)
         verdict = self.gate.verdict(self.state, now, streak, answered=answered)
-        self.exporter[metrics.PROXY_CRASH_LOOP].set(int(verdict.crash_loop))
-        if verdict.crash_loop and not self.state.extra.get("crash_loop"):
-            self.state.extra["crash_loop"] = True
-            self.events.error(f"LiteLLM auto-recovery failed, manual intervention required "
-                              f"({verdict.reason})", target=PROXY_ROUTE,
-                              error_class=route.last_error_class)
+        self._crash_loop(verdict.crash_loop, verdict.reason, route.last_error_class)
         if not verdict.allowed:
             return
         cause = CAUSE.get(route.last_error_class or "", "failed")
         self.events.restart(cause, attempt=streak + 1, limit=self.config.restart.max_per_hour,
                             error_class=route.last_error_class)
-        try:
-            done = await asyncio.to_thread(self.backend.restart)
-        except (RecoveryError, OSError) as exc:
-            self.events.error(f"LiteLLM restart failed: {exc}", target=PROXY_ROUTE)
-            done = None
-        self.state.record_restart(now, reason=done or "failed")
+        self.state.record_restart(now, reason=cause)
         self.state.extra["restarting"] = streak + 1
         self.exporter[metrics.PROXY_RESTARTS].inc()
+        self._restart_task = asyncio.create_task(asyncio.to_thread(self.backend.restart))
+
+    def _reap_restart(self) -> None:
+        """Report a finished background restart (a failure becomes an ERROR event)."""
+        task = self._restart_task
+        if task is None or not task.done():
+            return
+        self._restart_task = None
+        exc = task.exception()
+        if exc is not None:
+            self.events.error(f"LiteLLM restart failed: {exc}", target=PROXY_ROUTE)
+        else:
+            log.info("%s", task.result())
+
+    def _crash_loop(self, active: bool, reason: str = "",
+                    error_class: str | None = None) -> None:
+        """Enter (once, with an ERROR event) or leave the crash-loop state."""
+        self.exporter[metrics.PROXY_CRASH_LOOP].set(int(active))
+        if active and not self.state.extra.get("crash_loop"):
+            self.state.extra["crash_loop"] = True
+            self.events.error(f"LiteLLM auto-recovery failed, manual intervention required "
+                              f"({reason})", target=PROXY_ROUTE, error_class=error_class)
+        elif not active:
+            self.state.extra.pop("crash_loop", None)
 
     def _export(self) -> None:
         for name in self.routes:
@@ -345,34 +410,42 @@ class Watchdog:
         try:
             wish = json.loads(raw)
         except ValueError:
-            self.events.error(f"{self.pin_path} is not valid JSON: ignored")
+            wish = None
+        ttl = wish.get("ttl_s") if isinstance(wish, dict) else None
+        if not isinstance(wish, dict) or not isinstance(ttl, int | float | None):
+            self.events.error(f"{self.pin_path} is not a pin request "
+                              '({"target": NAME or null, "ttl_s": seconds or null}): ignored')
             return
         target = wish.get("target")
+        reason = wish.get("reason")
         if target is None:
             self.state.pin = None
         elif target in self.targets:
-            ttl = wish.get("ttl_s")
             self.state.set_pin(target, now, timedelta(seconds=ttl) if ttl else None,
-                               reason=wish.get("reason"))
+                               reason=reason if isinstance(reason, str) else None)
         else:
-            self.events.error(f"pin to unknown target {target!r} ignored")
+            self.events.error(f"pin to unknown target {str(target)!r} ignored")
 
     # ------------------------------------------------------------------ the loop
 
     async def tick(self) -> None:
         """One round: probe, update circuits, recover, decide, act, export, persist."""
         now = self.clock()
+        self.state.clamp_future(now)
         self._read_pin(now)
-        for result in await self._probe(now):
+        for result in await self._probe():
             self._observe(result, now)
         now = self.clock()
-        await self._recover(now)
+        self._ticks += 1
         self._degraded(entering=False)
         pin = self.state.active_pin(now)
         want = self.desired(now)
-        if want.name != self.state.active_target:
+        # Right after a start the circuits have seen too little to move the agents (a dead
+        # primary is only "suspect" after one probe): decide once they could have opened.
+        settled = self._ticks >= self.config.hysteresis.failure_threshold
+        if want.name != self.state.active_target and (settled or pin is not None):
             if self._may_switch(want, now, pinned=pin is not None):
-                self._switch(want, now)
+                self._switch(want, now, pinned=pin is not None)
             elif not self.state.extra.get("cap_noted"):
                 self.state.extra["cap_noted"] = True
                 self.events.error(
@@ -380,7 +453,11 @@ class Watchdog:
                     f"hour): staying on {self.state.active_target}")
         else:
             self.state.extra.pop("cap_noted", None)
+        active = self.targets.get(self.state.active_target or "")
+        if active is not None:
+            self._write_agents(active)
         self._degraded(entering=True)
+        self._recover(now)
         self._export()
         self.state.prune(now)
         try:
@@ -402,8 +479,6 @@ class Watchdog:
             self.events.error(f"cannot start LiteLLM: {exc}", target=PROXY_ROUTE)
             return
         log.info("%s", done)
-        if done.startswith("started"):
-            self._started_at = self.clock()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every ``probes.interval`` until ``stop`` is set."""
@@ -422,6 +497,8 @@ class Watchdog:
                     await asyncio.wait_for(stop.wait(),
                                            max(0.0, self.config.probes.interval - spent))
         finally:
+            if self._restart_task is not None:
+                await asyncio.wait([self._restart_task], timeout=30)
             with contextlib.suppress(OSError):
                 pid_file.unlink()
 

@@ -106,6 +106,13 @@ def test_a_switch_to_an_unknown_target_changes_nothing(
     assert not Path(config.paths.state_file).exists()
 
 
+def test_a_bad_since_is_a_usage_error(config_file: tuple[WatchdogConfig, Path],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, path = config_file
+    assert main(["events", "--config", str(path), "--since", "yesterday-ish"]) == EXIT_USAGE
+    assert "--since 'yesterday-ish'" in capsys.readouterr().err
+
+
 def test_a_missing_config_is_a_usage_error(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

@@ -150,6 +150,33 @@ async def test_a_manual_pin_holds_until_restore(live: LiveStack, tmp_path: Path)
         assert dog.state.pin is not None
         pin.write_text(json.dumps({"target": None}))
         await until(lambda: provider_in_file(config) == "litellm", 10, "health deciding again")
+        assert dog.state.switches == []  # a person's switches do not use up the hourly cap
+    events = read_events(config.paths.event_jsonl)
+    assert [(e.kind, e.reason, e.message) for e in events] == [
+        ("FALLBACK", "manual", "manual switch to OpenRouter"),
+        ("RESTORED", "manual", "pin removed, switched back to LiteLLM")]
+    assert sample(dog, "provider_fallback_events_total", from_provider="litellm",
+                  to_provider="openrouter", reason="unknown") == 0
+
+
+@aio
+async def test_a_broken_agent_file_is_reported_once_and_mended_once_fixed(
+        live: LiveStack, tmp_path: Path) -> None:
+    config = fast_config(live.config, tmp_path)
+    path = agent_file(config)
+    path.parent.mkdir(parents=True)
+    path.write_text("{ not json")
+    async with running(config, live.env) as dog:
+        await until(lambda: Path(config.paths.event_log).exists(), 20, "the error event")
+        await until(lambda: dog.state.active_target == "litellm", 20, "the first decision")
+        assert path.read_text() == "{ not json"  # never overwritten
+        path.write_text(json.dumps(USER_KEYS))  # the user repairs it
+        await until(lambda: provider_in_file(config) == "litellm", 10, "the file mended")
+    errors = [e for e in read_events(config.paths.event_log) if e.kind == "ERROR"]
+    assert len(errors) == 1
+    assert "left untouched" in errors[0].message
+    data = json.loads(path.read_text())
+    assert {k: data[k] for k in USER_KEYS} == USER_KEYS
 
 
 # --------------------------------------------------------------------------- recovery
@@ -315,3 +342,22 @@ async def test_one_provider_down_is_left_to_litellms_own_fallback(live: LiveStac
     assert provider_in_file(config) == "litellm"
     assert not Path(config.paths.event_log).exists() or "FALLBACK" not in Path(
         config.paths.event_log).read_text()
+
+
+@aio
+async def test_the_completion_probe_is_sent_only_when_enabled(live: LiveStack,
+                                                             tmp_path: Path) -> None:
+    config = fast_config(live.config, tmp_path)
+    groq = live.upstream("groq")
+    async with running(config, live.env):
+        await until(lambda: len([r for r in groq.requests if r.path == "/v1/models"]) >= 3, 20,
+                    "a few ticks of direct probes")
+    assert not [r for r in groq.requests if r.path.endswith("/chat/completions")]
+    enabled = config.model_copy(update={"probes": config.probes.model_copy(update={
+        "completion_enabled": True, "completion_interval": 0.5,
+        "completion_model": "groq-8b"})})
+    async with running(enabled, live.env):
+        await until(lambda: any(r.path.endswith("/chat/completions") for r in groq.requests),
+                    20, "a completion at the upstream")
+    sent = [r for r in groq.requests if r.path.endswith("/chat/completions")]
+    assert {r.model for r in sent} == {live.stack.litellm.models["groq-8b"].upstream_model}

@@ -429,7 +429,7 @@ class Watchdog:
     # ------------------------------------------------------------------ the loop
 
     async def tick(self) -> None:
-        """One round: probe, update circuits, recover, decide, act, export, persist."""
+        """One round: probe, update circuits, decide and switch, recover, export, persist."""
         now = self.clock()
         self.state.clamp_future(now)
         self._read_pin(now)

@@ -186,8 +186,12 @@ class Watchdog:
             return None
         pid = (self.backend.running_pid() if isinstance(self.backend, ProcessBackend)
                else None)
+        # A provider's own /models refusing the key is the runbook's 2B verification.
+        accepted = (result.error_class is not ErrorClass.AUTH
+                    if result.kind is ProbeKind.PROVIDER else None)
         inputs = self.prober.diagnosis_inputs(
-            result, log_path=str(Path(self.config.paths.log_dir) / "litellm.log"), pid=pid)
+            result, provider_ok=accepted, pid=pid,
+            log_path=str(Path(self.config.paths.log_dir) / "litellm.log"))
         return diagnose(result.error_class, inputs).summary
 
     def _starting(self) -> bool:

@@ -39,14 +39,14 @@ import yaml
 
 from monitoring.events import EventLog
 from monitoring.exporter import Exporter
-from monitoring.layout import PROXY_ENV, layout
+from monitoring.layout import layout
 from monitoring.probes import Prober
 from monitoring.stack_load import parse_stack
 from monitoring.watchdog import Watchdog
 from monitoring.watchdog_config import AgentSpec, WatchdogConfig
 from tasks.render import litellm, watchdog
 from tests.support.fake_upstream import FakeUpstream, FaultKind
-from tests.support.litellm_proxy import ensure_venv, free_port, wait_until_live
+from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_OF = {"groq": "groq", "openrouter": "openrouter", "google": "paid", "openai": "paid"}
@@ -81,7 +81,7 @@ class Rig:
         self.config_file = work / "litellm.yaml"
         self.config_file.write_text(yaml.safe_dump(litellm.config(self.stack), sort_keys=False))
         self.venv = ensure_venv(self.stack.litellm.version)
-        self.proxy: subprocess.Popen[bytes] | None = None
+        self.proxy = ProxyProcess(self.venv, self.config_file, self.port, self.env)
         home = work / "home"
         base_config = watchdog.build(self.stack, layout(self.stack, "linux"))
         paths = base_config.paths.model_copy(update={
@@ -95,20 +95,11 @@ class Rig:
 
     def start_proxy(self) -> float:
         started = time.monotonic()
-        log = open(self.work / "proxy.log", "ab")  # noqa: SIM115 (lives with the process)
-        self.proxy = subprocess.Popen(
-            [str(self.venv / "bin/python"), "-m", "litellm.proxy.proxy_cli", "--config",
-             str(self.config_file), "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**os.environ, **PROXY_ENV, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.work)
-        wait_until_live(self.url, self.proxy, 120)
+        self.proxy.start()
         return time.monotonic() - started
 
     def stop_proxy(self) -> None:
-        if self.proxy is not None:
-            self.proxy.terminate()
-            self.proxy.wait(30)
-            self.proxy = None
+        self.proxy.stop()
 
     def close(self) -> None:
         self.stop_proxy()
@@ -179,12 +170,12 @@ def _upstream(kind: FaultKind) -> Fault:
 
 def _proxy_hang() -> Fault:
     def inject(rig: Rig) -> None:
-        assert rig.proxy is not None
-        rig.proxy.send_signal(signal.SIGSTOP)
+        assert rig.proxy.process is not None
+        rig.proxy.process.send_signal(signal.SIGSTOP)
 
     def clear(rig: Rig) -> None:
-        assert rig.proxy is not None
-        rig.proxy.send_signal(signal.SIGCONT)
+        assert rig.proxy.process is not None
+        rig.proxy.process.send_signal(signal.SIGCONT)
     return Fault("proxy hung (SIGSTOP)", inject, clear)
 
 

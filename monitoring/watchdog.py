@@ -283,18 +283,18 @@ class Watchdog:
         current = self.targets.get(self.state.active_target or "")
         # Leaving a target a pin chose is the end of a manual episode, not a recovery.
         unpinned = bool(self.state.extra.pop("pinned", False)) and not pinned
+        manual = pinned or unpinned  # neither reported as a fault nor counted by the cap
         if pinned:
             self.state.extra["pinned"] = True
         self._write_agents(to)
         if current is not None:
             rank = [t.name for t in self.config.targets]
             upward = rank.index(to.name) < rank.index(current.name)
-            if pinned or unpinned:  # a person asked: no fault to report, no fallback to count
+            if manual:  # a person asked: no fault to report, no fallback to count
                 what = "manual switch" if pinned else "pin removed, switched back"
                 self.events.record(EventKind.RESTORED if upward else EventKind.FALLBACK,
                                    f"{what} to {to.label}", from_=current.name,
                                    to=to.name, reason="manual")
-                pinned = True  # not counted for the cap either
             elif upward:
                 self.events.restored(current.name, to.name, to_label=to.label,
                                      primary=to.name == rank[0])
@@ -304,7 +304,7 @@ class Watchdog:
                                      from_label=current.label, to_label=to.label)
                 self.exporter[metrics.FALLBACK_EVENTS].labels(
                     from_provider=current.name, to_provider=to.name, reason=cls).inc()
-        self.state.set_active(to.name, now, counted=not pinned)
+        self.state.set_active(to.name, now, counted=not manual)
 
     def _adopt_agent_files(self) -> None:
         """At start, take the active target from the agent files when the state has none."""

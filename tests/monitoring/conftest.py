@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,14 +25,14 @@ import httpx
 import pytest
 import yaml
 
-from monitoring.layout import PROXY_ENV, layout
+from monitoring.layout import layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
 from monitoring.watchdog_config import WatchdogConfig
 from tasks.render import litellm, watchdog
 from tests.conftest import STACK_FILE
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.litellm_proxy import ensure_venv, free_port, wait_until_live
+from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
 
 #: Which fake serves which provider of the default stack.
 UPSTREAM_OF = {"groq": "groq", "openrouter": "openrouter", "google": "paid", "openai": "paid"}
@@ -43,42 +41,6 @@ COOLDOWN_GROUPS = ("gpt-4", "gemini-pro")
 COOLDOWN_S = 2
 REQUEST_TIMEOUT_S = 1
 PROBE_TIMEOUT_S = 1.5
-
-
-class ProxyProcess:
-    """The pinned proxy on a FIXED port, so it can be stopped and started again in place."""
-
-    def __init__(self, venv: pathlib.Path, config: pathlib.Path, port: int,
-                 env: dict[str, str]) -> None:
-        self.venv, self.config, self.port, self.env = venv, config, port, env
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = config.parent / "litellm.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, deadline_s: float = 120) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
-                 str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.config.parent, env={**os.environ, **PROXY_ENV, **self.env},
-                stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_until_live(self.url, self.process, deadline_s)
-        except (RuntimeError, TimeoutError) as exc:
-            self.stop()
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{exc}\n--- proxy log tail ---\n{tail}") from None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 @dataclass

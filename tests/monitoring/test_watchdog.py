@@ -9,6 +9,8 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from monitoring.layout import PROXY_ENV
 from monitoring.probes import PROXY_ROUTE
 from monitoring.recovery import ProcessBackend
 from monitoring.state import load_state
+from monitoring.watchdog import Watchdog
 from monitoring.watchdog_config import Restart, WatchdogConfig
 from tests.monitoring.conftest import LiveStack
 from tests.support.litellm_proxy import ensure_venv, free_port
@@ -185,8 +188,8 @@ async def test_a_broken_agent_file_is_reported_once_and_mended_once_fixed(
 def process_config(live: LiveStack, tmp_path: Path, command: list[str], port: int,
                    restart: Restart) -> WatchdogConfig:
     proxy = live.config.proxy.model_copy(update={
-        "url": f"http://127.0.0.1:{port}", "command": command, "config_path": command[-5]
-        if "--config" in command else live.config.proxy.config_path})
+        "url": f"http://127.0.0.1:{port}", "command": command,
+        "config_path": command[command.index("--config") + 1]})
     return fast_config(live.config, tmp_path, proxy=proxy, restart=restart)
 
 
@@ -298,10 +301,10 @@ def passive_config(live: LiveStack, tmp_path: Path) -> WatchdogConfig:
     return config.model_copy(update={"probes": probes})
 
 
-@aio
-async def test_real_traffic_failing_at_every_provider_falls_back(live: LiveStack,
-                                                                tmp_path: Path) -> None:
-    config = passive_config(live, tmp_path)
+@asynccontextmanager
+async def watched_with_traffic(live: LiveStack, config: WatchdogConfig
+                               ) -> AsyncIterator[Watchdog]:
+    """A watchdog on the primary, and an agent's requests flowing until the block ends."""
     seed_agent_file(config)
     primary = config.targets[0]
     stop = asyncio.Event()
@@ -309,40 +312,40 @@ async def test_real_traffic_failing_at_every_provider_falls_back(live: LiveStack
         await until(lambda: dog.state.active_target == primary.name, 20, "a healthy start")
         traffic = asyncio.create_task(_traffic(live, primary.settings["model"], stop))
         try:
-            for name in primary.via:  # chat fails, /models (the direct probe) still answers
-                live.upstream(name).set_fault(500, paths=("/v1/chat/completions",))
-            await until(lambda: provider_in_file(config) == "z-ai", 30, "the fallback")
-            assert dog.state.route(primary.via[0]).last_error_class == "server"
-            assert "through the proxy" in (dog.state.route(primary.via[0]).last_message or "")
+            yield dog
         finally:
             stop.set()
             await traffic
+
+
+@aio
+async def test_real_traffic_failing_at_every_provider_falls_back(live: LiveStack,
+                                                                tmp_path: Path) -> None:
+    config = passive_config(live, tmp_path)
+    primary = config.targets[0]
+    async with watched_with_traffic(live, config) as dog:
+        for name in primary.via:  # chat fails, /models (the direct probe) still answers
+            live.upstream(name).set_fault(500, paths=("/v1/chat/completions",))
+        await until(lambda: provider_in_file(config) == "z-ai", 30, "the fallback")
+        assert dog.state.route(primary.via[0]).last_error_class == "server"
+        assert "through the proxy" in (dog.state.route(primary.via[0]).last_message or "")
 
 
 @aio
 async def test_one_provider_down_is_left_to_litellms_own_fallback(live: LiveStack,
                                                                  tmp_path: Path) -> None:
     config = passive_config(live, tmp_path)
-    seed_agent_file(config)
     primary = config.targets[0]
-    stop = asyncio.Event()
-    async with running(config, live.env) as dog:
-        await until(lambda: dog.state.active_target == primary.name, 20, "a healthy start")
-        traffic = asyncio.create_task(_traffic(live, primary.settings["model"], stop))
-        try:
-            live.upstream(primary.via[0]).set_fault(500, paths=("/v1/chat/completions",))
-            await until(lambda: circuit_of(dog.state.route(primary.via[0])) is Circuit.FAILED,
-                        30, "the failing provider's circuit to open")
-            # LiteLLM serves the primary's requests from the next provider of its chain.
-            assert circuit_of(dog.state.route(primary.via[1])).usable
-        finally:
-            stop.set()
-            await traffic
-        assert dog.state.active_target == primary.name
+    async with watched_with_traffic(live, config) as dog:
+        live.upstream(primary.via[0]).set_fault(500, paths=("/v1/chat/completions",))
+        await until(lambda: circuit_of(dog.state.route(primary.via[0])) is Circuit.FAILED,
+                    30, "the failing provider's circuit to open")
+        # LiteLLM serves the primary's requests from the next provider of its chain.
+        assert circuit_of(dog.state.route(primary.via[1])).usable
+    assert dog.state.active_target == primary.name
     assert provider_in_file(config) == "litellm"
     assert not Path(config.paths.event_log).exists() or "FALLBACK" not in Path(
         config.paths.event_log).read_text()
-
 
 @aio
 async def test_the_completion_probe_is_sent_only_when_enabled(live: LiveStack,

@@ -82,30 +82,49 @@ def wait_until_live(url: str, process: subprocess.Popen[bytes], deadline_s: floa
     raise TimeoutError(f"the proxy did not answer /health/liveliness within {deadline_s} s")
 
 
-@contextmanager
-def running_proxy(venv: Path, config: Path, workdir: Path, env: Mapping[str, str],
-                  master_key: str, deadline_s: float = 120) -> Iterator[RunningProxy]:
-    """Start the proxy with ``config`` on a free loopback port; always stopped afterwards."""
-    port = free_port()
-    log = workdir / "litellm.log"
-    full_env = {**os.environ, **PROXY_ENV, **env}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
-             str(config), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+class ProxyProcess:
+    """The pinned proxy on a FIXED port, so it can be stopped and started again in place."""
+
+    def __init__(self, venv: Path, config: Path, port: int,
+                 env: dict[str, str]) -> None:
+        self.venv, self.config, self.port, self.env = venv, config, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = config.parent / "litellm.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline_s: float = 120) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+                 str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.config.parent, env={**os.environ, **PROXY_ENV, **self.env},
+                stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_until_live(url, process, deadline_s)
+            wait_until_live(self.url, self.process, deadline_s)
         except (RuntimeError, TimeoutError) as exc:
-            tail = log.read_text(errors="replace")[-3000:]
+            self.stop()
+            tail = self.log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{exc}\n--- proxy log tail ---\n{tail}") from None
-        yield RunningProxy(url=url, master_key=master_key, log=log)
-    finally:
-        process.terminate()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            process.wait(timeout=20)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def running_proxy(venv: Path, config: Path, env: Mapping[str, str], master_key: str,
+                  deadline_s: float = 120) -> Iterator[RunningProxy]:
+    """Start the proxy with ``config`` on a free loopback port; always stopped afterwards."""
+    proxy = ProxyProcess(venv, config, free_port(), dict(env))
+    proxy.start(deadline_s)
+    try:
+        yield RunningProxy(url=proxy.url, master_key=master_key, log=proxy.log)
+    finally:
+        proxy.stop()

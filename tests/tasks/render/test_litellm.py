@@ -74,7 +74,7 @@ def proxy(stack: Stack, rendered_linux: Rendered,
     key = "sk-test-master-" + os.urandom(8).hex()
     env = {name: f"test-{name.lower()}" for name in stack.secret_env_names()}
     env[stack.litellm.master_key_env] = key
-    with running_proxy(venv, config, workdir, env, key) as running:
+    with running_proxy(venv, config, env, key) as running:
         yield running
 
 

@@ -1,6 +1,9 @@
 # provider-fallback: every target sets up what it needs on a fresh Debian machine.
+#   make deploy                               provision THIS machine (pyinfra @local), then
+#                                             show what the watchdog sees
 #   make render [STACK=path/to/stack.yaml]   render every host file under build/<os>/
 #   make test                                 lint, type-check and run the whole test suite
+#   make lock                                 regenerate locks/litellm-<version>.txt (hashes)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,13 +12,25 @@ STACK ?= inventory/stack.yaml
 # Debian tools the tests run for real (promtool, amtool, systemd-analyze).
 APT_TOOLS := prometheus prometheus-alertmanager systemd
 
-.PHONY: render test lint unit tools venv clean
+INVENTORY ?= inventory/local.py
+# The watchdog's CLI as the deploy installed it on this machine.
+HOST_CLI := /opt/provider-fallback/venv/bin/provider-fallback
+
+.PHONY: deploy render test lint unit tools venv clean lock
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+deploy: venv
+	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
+	@echo "--> provider-fallback status (what the watchdog sees now):"
+	@$(HOST_CLI) status --config /etc/provider-fallback/watchdog.json || true
+
+lock: venv
+	$(BIN)/python -m tasks.wheelhouse lock --stack $(STACK)
 
 render: venv
 	$(BIN)/python -m tasks.render --stack $(STACK) --out build

@@ -2,16 +2,22 @@
 
 Every host first gets its stack: inventory/stack.yaml (or host data ``stack_file``) merged with
 the host's ``stack`` data and validated as one (a bad value stops the run before any change,
-with the report naming each field). The provisioning tasks for Linux/WSL and Windows build on
-this (see the README's status section).
+with the report naming each field). Render turns it into the host's files, with the secret
+values read from the controller's environment (only the variables the stack names). Then the
+packaged deploy of the host's OS (``target_os`` host data, ``linux`` by default) puts them in
+place: :func:`tasks.linux.linux_stack` (Linux and WSL) or :func:`tasks.windows.deploy.windows_stack`
+(Windows over WinRM).
 """
 
 from __future__ import annotations
+
+import os
 
 from pyinfra import host, logger  # type: ignore[attr-defined]
 
 from monitoring.stack_load import StackError, load_stack
 from tasks.render import render
+from tasks.secrets import controller_secrets, master_key_file
 
 stack_file = host.data.get("stack_file", "inventory/stack.yaml")
 try:
@@ -20,5 +26,21 @@ except StackError as exc:
     raise SystemExit(exc.report()) from None
 
 target = host.data.get("target_os", "linux")
-rendered = render(stack, target)
+# Linux: without LITELLM_MASTER_KEY in the environment a key generated for the host is used
+# (tasks/secrets.py). Windows keeps the keys in the user's environment, set from this one.
+generate = target == "linux" and not os.environ.get(stack.litellm.master_key_env)
+secrets = controller_secrets(stack, host_name=host.name if generate else None)
+if generate:
+    logger.warning(f"{host.name}: {stack.litellm.master_key_env} is not set: the proxy uses the "
+                   f"master key generated for this host, kept in {master_key_file(host.name)}")
+rendered = render(stack, target, secrets)
 logger.info(f"{host.name}: stack valid, {len(rendered)} files rendered for {target}")
+
+if target == "windows":
+    from tasks.windows.deploy import windows_stack
+
+    windows_stack(stack=stack, rendered=rendered)
+else:
+    from tasks.linux import linux_stack
+
+    linux_stack(stack=stack, rendered=rendered)

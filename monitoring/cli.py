@@ -10,6 +10,12 @@ Commands (all take ``--config``, the rendered watchdog.json; ``--json`` for tool
 - ``switch TARGET [--for DURATION]``: pin the agents to a target (manual, until ``restore`` or
   the expiry); ``restore``: drop the pin and let health decide again.
 - ``events [--since DURATION|TIMESTAMP]``: the event log.
+- ``budget``: this month's spend, status (OK / WARNING / CRITICAL / EXCEEDED), daily threshold,
+  month-end projection and the kill switch (runbook 9.1, 9.3); ``budget reset --yes`` turns
+  the kill switch off for the rest of the month.
+- ``select --task coding|implementation|research|analysis``: the cost-aware choice (9.2).
+- ``report [--since]``: the outage report of runbook 7.3; ``history``: the recurring-issues
+  table of 5.3.
 
 Exit codes: 0 ok; 1 ``check`` found too few healthy providers; 2 bad usage or config;
 3 ``switch``/``restore`` was not picked up by a running watchdog in time.
@@ -35,12 +41,17 @@ from pydantic import ValidationError
 
 from monitoring.agent_files import switch_agents
 from monitoring.atomic import atomic_write
+from monitoring.budget import BudgetStatus, budget_status
 from monitoring.circuit import circuit_of
 from monitoring.classify import process_alive, redact
+from monitoring.cost_log import iter_records
 from monitoring.events import EventLog, read_events
 from monitoring.exporter import Exporter
+from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, Prober
 from monitoring.recovery import choose_backend
+from monitoring.report import ReportInputs, history, history_table, outage_report
+from monitoring.select import TASKS, NoProviderError, cost_table, select_provider
 from monitoring.stack import parse_duration
 from monitoring.state import load_state, save_state
 from monitoring.watchdog import PIN_FILE, WATCHDOG_PID_FILE, Watchdog
@@ -97,6 +108,8 @@ def cmd_status(config: WatchdogConfig, as_json: bool) -> int:
         "restarts_last_hour": state.restarts_since(hour),
         "switches_last_hour": state.switches_since(hour),
         "crash_loop": bool(state.extra.get("crash_loop")),
+        "budget": {**_budget(config, now)[0].to_json(),
+                   "kill_switch_active": _budget(config, now)[1]},
         "routes": {name: {"state": circuit_of(state.route(name)).label,
                           **state.route(name).model_dump(mode="json", exclude={"state"})}
                    for name in routes},
@@ -109,8 +122,14 @@ def cmd_status(config: WatchdogConfig, as_json: bool) -> int:
     print(f"active target: {labels.get(active, active)}"
           f"{f' (pinned until {pin.expires_at})' if pin and pin.expires_at else ''}"
           f"{' (pinned)' if pin and not pin.expires_at else ''}")
-    print(f"degraded mode: {'ON' if state.degraded else 'off'}; proxy restarts in the last "
+    degraded = ("ON (every provider failed: repeated prompts get stale answers)"
+                if state.degraded else "off")
+    print(f"degraded mode: {degraded}; proxy restarts in the last "
           f"hour: {summary['restarts_last_hour']}{'; CRASH LOOP' if summary['crash_loop'] else ''}")
+    budget, kill = _budget(config, now)
+    print(f"budget: {budget.level}, ${budget.spent:.2f} of ${budget.limit:.2f} this month "
+          f"({budget.percent_used:.0f}%); kill switch {'ON' if kill else 'off'}; stale answers "
+          f"served this month: {budget.stale_answers}")
     rows = [["ROUTE", "STATE", "CLASS", "LATENCY", "LAST OK", "LAST ERROR / DIAGNOSIS"]]
     for name in routes:
         route = state.route(name)
@@ -240,6 +259,82 @@ def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _budget(config: WatchdogConfig, now: datetime) -> tuple[BudgetStatus, bool]:
+    status = budget_status(iter_records(config.paths.cost_log), config.budget, now)
+    return status, KillSwitch(config).state().active_in(status.month)
+
+
+def cmd_budget(config: WatchdogConfig, action: str | None, yes: bool, as_json: bool) -> int:
+    """Runbook 9.1's status (and 9.3's switch); ``reset`` needs ``--yes``."""
+    now = datetime.now(UTC)
+    status, kill = _budget(config, now)
+    if action == "reset":
+        if not yes:
+            return _usage("budget reset turns the kill switch off and lets paid providers be "
+                          "used for the rest of the month: run it again with --yes to confirm")
+        was = KillSwitch(config).reset(status.spent, now)
+        print("kill switch reset: paid providers allowed until the end of "
+              f"{status.month}" if was else "the kill switch was not active; nothing changed")
+        return EXIT_OK
+    if as_json:
+        _print_json({**status.to_json(), "kill_switch_active": kill,
+                     "allowed_providers": KillSwitch(config).allowed(kill)})
+        return EXIT_OK
+    print(f"Budget Status: {status.level}")
+    print(f"Spent: ${status.spent:.2f} of ${status.limit:.2f} ({status.percent_used:.1f}%) in "
+          f"{status.month}, {status.requests} requests")
+    print(f"Remaining: ${status.remaining:.2f}")
+    print(f"Today: ${status.spent_today:.2f} (daily threshold ${status.daily_threshold:.2f}"
+          f"{', EXCEEDED' if status.daily_warning else ''})")
+    print(f"Projected month end: ${status.projected:.2f}"
+          f"{' (over budget)' if status.projected_overspend else ''}")
+    if status.by_provider:
+        print("By provider: " + ", ".join(f"{k} ${v:.2f}"
+                                          for k, v in sorted(status.by_provider.items())))
+    if kill:
+        print("⚠️ KILL-SWITCH: Budget exceeded, switching to free providers only")
+        print(f"Allowed providers: {', '.join(config.budget.free_allow_list)}")
+    return EXIT_OK
+
+
+def cmd_select(config: WatchdogConfig, task: str, as_json: bool) -> int:
+    status, kill = _budget(config, datetime.now(UTC))
+    try:
+        choice = select_provider(task, cost_table(config), status.remaining,
+                                 preferences=config.budget.task_preferences,
+                                 allowed=config.budget.free_allow_list if kill else None)
+    except NoProviderError as exc:
+        print(f"provider-fallback: {exc}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    if as_json:
+        _print_json({"task": task, "provider": choice, "budget_status": str(status.level),
+                     "remaining_usd": round(status.remaining, 8), "kill_switch_active": kill})
+    else:
+        print(choice)
+    return EXIT_OK
+
+
+def cmd_report(config: WatchdogConfig, since: str | None, kind: str, as_json: bool) -> int:
+    try:
+        start = _since(since or "24h")
+    except ValueError:
+        return _usage(f"--since {since!r}: a duration such as 1h or an ISO timestamp")
+    path = config.paths.event_jsonl
+    events = read_events(path, since=start if kind == "report" or since else None)
+    if kind == "history":
+        rows = history(events, config)
+        if as_json:
+            _print_json([row.__dict__ for row in rows])
+        else:
+            print(history_table(rows), end="")
+        return EXIT_OK
+    now = datetime.now(UTC)
+    state = load_state(config.paths.state_file).state
+    print(outage_report(ReportInputs(config, state, events, now,
+                                     kill_switch_active=_budget(config, now)[1])), end="")
+    return EXIT_OK
+
+
 async def _watch(config: WatchdogConfig) -> None:
     exporter = Exporter()
     exporter.serve(config.listen.host, config.listen.port)
@@ -257,6 +352,9 @@ async def _watch(config: WatchdogConfig) -> None:
 
 def cmd_watch(config: WatchdogConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # httpx logs every request at INFO: several lines a second from the probes, which would
+    # bury the events in the journal and grow the log by megabytes a day.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for directory in (config.paths.state_dir, config.paths.log_dir):
         Path(directory).mkdir(parents=True, exist_ok=True)
     asyncio.run(_watch(config))
@@ -282,6 +380,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("restore", parents=[common], help="drop the pin")
     events = sub.add_parser("events", parents=[common], help="the event log")
     events.add_argument("--since", help="a duration (1h) or an ISO timestamp")
+    budget = sub.add_parser("budget", parents=[common],
+                            help="this month's spend, status and kill switch (9.1, 9.3)")
+    budget.add_argument("action", nargs="?", choices=["reset"],
+                        help="reset: turn the kill switch off for the rest of the month")
+    budget.add_argument("--yes", action="store_true", help="confirm `budget reset`")
+    select = sub.add_parser("select", parents=[common], help="cost-aware provider choice (9.2)")
+    select.add_argument("--task", required=True, choices=TASKS)
+    report = sub.add_parser("report", parents=[common], help="the outage report (7.3)")
+    report.add_argument("--since", help="events since: a duration (default 24h) or ISO time")
+    hist = sub.add_parser("history", parents=[common], help="recurring issues (5.3)")
+    hist.add_argument("--since", help="events since: a duration or ISO time (default all)")
     return top
 
 
@@ -302,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_pin(config, args.target, ttl, args.json)
     if args.command == "restore":
         return cmd_pin(config, None, None, args.json)
+    if args.command == "budget":
+        return cmd_budget(config, args.action, args.yes, args.json)
+    if args.command == "select":
+        return cmd_select(config, args.task, args.json)
+    if args.command in ("report", "history"):
+        return cmd_report(config, args.since, args.command, args.json)
     return cmd_events(config, args.since, args.json)
 
 

@@ -51,6 +51,11 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
                           timeout=COMMAND_TIMEOUT_S, check=False)
 
 
+#: The process backend's PID file for the proxy, in the state directory (the sysvinit script
+#: stops the proxy through it).
+PROXY_PID_FILE = "litellm.pid"
+
+
 class RecoveryError(RuntimeError):
     """A restart could not be done; the message says why, for the event log."""
 
@@ -219,7 +224,7 @@ def choose_backend(config: WatchdogConfig, runner: Runner = run_command) -> Back
     if proxy.systemd_unit and systemd_manages(proxy.systemd_unit, runner):
         return SystemdBackend(proxy.systemd_unit, runner)
     state_dir = Path(config.paths.state_dir)
-    return ProcessBackend(proxy.command, proxy.env, state_dir / "litellm.pid",
+    return ProcessBackend(proxy.command, proxy.env, state_dir / PROXY_PID_FILE,
                           Path(config.paths.log_dir) / "litellm.log", proxy.config_path,
                           cwd=state_dir)
 

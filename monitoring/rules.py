@@ -32,10 +32,13 @@ BUDGET_WARNING = "BudgetWarning"
 BUDGET_CRITICAL = "BudgetCritical"
 BUDGET_EXCEEDED = "BudgetExceeded"
 KILL_SWITCH_ACTIVE = "KillSwitchActive"
+PROJECTED_OVERSPEND = "BudgetProjectedOverspend"
+DEGRADED_MODE = "DegradedMode"
 
 ALERT_NAMES: tuple[str, ...] = (
     PROVIDER_DOWN, HIGH_FALLBACK_RATE, ALL_PROVIDERS_DOWN, WATCHDOG_DOWN, PROXY_RESTART_LOOP,
-    BUDGET_WARNING, BUDGET_CRITICAL, BUDGET_EXCEEDED, KILL_SWITCH_ACTIVE,
+    BUDGET_WARNING, BUDGET_CRITICAL, BUDGET_EXCEEDED, KILL_SWITCH_ACTIVE, PROJECTED_OVERSPEND,
+    DEGRADED_MODE,
 )
 
 CRITICAL = "critical"
@@ -164,5 +167,19 @@ def build(stack: Stack) -> dict[str, Any]:
               "Kill-switch activated! Only free providers available.",
               f"Allowed providers: {', '.join(budget.free_allow_list)}",
               _RUNBOOK_KILL_SWITCH),
+        # The month-end projection from the burn rate (9.1) passes the budget: a warning
+        # while there is still time to slow down. The watchdog's projection counts at least
+        # one day of the month, so the first requests of a month cannot fire it alone.
+        _rule(PROJECTED_OVERSPEND,
+              f"{metrics.BUDGET_PROJECTED.name} > {metrics.BUDGET_LIMIT.name}", None, WARNING,
+              "Projected month-end spend of {{ $value }} USD is over the budget",
+              "At this month's burn rate the monthly budget runs out before the month ends",
+              _RUNBOOK_COST),
+        # Degraded mode (7.1): every provider failed; the proxy answers repeated prompts from
+        # its cache (stale) and every other request with a 503.
+        _rule(DEGRADED_MODE, f"{metrics.DEGRADED_MODE.name} == 1", None, CRITICAL,
+              "Degraded mode: every provider failed, only cached answers are served",
+              "Repeated prompts get stale answers from the degraded cache; new prompts get "
+              "503 until a provider recovers", _RUNBOOK_EMERGENCY),
     ]
     return {"groups": [{"name": GROUP, "rules": rules}]}

@@ -17,7 +17,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, IPvAnyNetwork
 from pydantic_core import PydanticCustomError
 
 # --------------------------------------------------------------------------- scalar types
@@ -321,6 +321,12 @@ class BudgetLevels(Strict):
     exceeded: Percent
 
 
+Task = Literal["coding", "implementation", "research", "analysis"]
+#: Runbook 9.2's preferences: Kilo Code for coding, Groq's 70B for research.
+TASK_PREFERENCES: dict[Task, str] = {"coding": "kilo-code", "implementation": "kilo-code",
+                                     "research": "groq-70b", "analysis": "groq-70b"}
+
+
 class Budget(Strict):
     monthly_usd: Money
     levels_percent: BudgetLevels
@@ -329,6 +335,8 @@ class Budget(Strict):
     cost_log: FileName
     alert_log: FileName
     provider_config: OsPaths
+    #: Runbook 9.2: the free provider (model alias or target) each kind of task prefers.
+    task_preferences: dict[Task, Slug] = Field(default_factory=lambda: dict(TASK_PREFERENCES))
 
     @property
     def daily_warning(self) -> float:
@@ -356,6 +364,11 @@ class Linux(Strict):
     state_dir: AbsPosix
     log_dir: AbsPosix
     units: LinuxUnits
+    #: Networks the firewall rule (ufw or nftables) admits to the proxy port, when LiteLLM
+    #: listens beyond loopback. Default: the private ranges (the runbook's LocalSubnet).
+    firewall_allow_from: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ipaddress.ip_network(n) for n in
+                                 ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")], min_length=1)
 
 
 class Firewall(Strict):
@@ -414,6 +427,9 @@ class Windows(Strict):
     event_log: EventLog
     prometheus_release: Release | None = None
     alertmanager_release: Release | None = None
+    #: A python.org installer run (quietly, for all users, into python's directory) when no
+    #: interpreter is at ``python``; None: an existing interpreter is required.
+    python_installer: Release | None = None
 
 
 # --------------------------------------------------------------------------- monitoring

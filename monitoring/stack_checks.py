@@ -129,6 +129,10 @@ def check_budget(stack: Stack) -> Iterator[Problem]:
             yield Problem(("budget", "free_allow_list", i), f"{name!r}, which is paid",
                           "only free models or targets: the kill switch must never reach "
                           "a paid one")
+    for task, name in stack.budget.task_preferences.items():
+        if is_free(stack, name) is None:
+            yield Problem(("budget", "task_preferences", task), repr(name),
+                          "the name of a model (litellm.models) or a target (targets)")
     levels = stack.budget.levels_percent
     if not levels.warning < levels.critical < levels.exceeded:
         yield Problem(("budget", "levels_percent"),

@@ -35,12 +35,17 @@ from typing import Any
 from monitoring import metrics
 from monitoring.agent_files import read_active, switch_agents
 from monitoring.atomic import atomic_write
+from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
 from monitoring.classify import ErrorClass, diagnose
-from monitoring.events import EventKind, EventLog
+from monitoring.cost_log import CostLedger, format_ts
+from monitoring.degraded_cache import DegradedCache
+from monitoring.events import EventKind, EventLog, append_line
 from monitoring.exporter import Exporter
+from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
 from monitoring.recovery import Backend, ProcessBackend, RestartGate
+from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import TargetSpec, WatchdogConfig
 
@@ -100,7 +105,22 @@ class Watchdog:
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
         self.passive: ProbeResult | None = None
+        # Budget and kill switch (runbook 9.1-9.3): the cost log the proxy writes, read
+        # incrementally; the kill switch shared with the proxy through the provider config.
+        self.ledger = CostLedger(config.paths.cost_log)
+        self.kill = KillSwitch(config, home=home, events=events)
+        self.table = cost_table(config)
+        self.budget: BudgetStatus | None = None
+        self.kill_active = False
+        degraded = config.degraded
+        self.cache = (DegradedCache(degraded.cache_dir, degraded.ttl_s)
+                      if degraded is not None and degraded.enabled else None)
+        self._next_prune = 0.0
         exporter.prime(self.routes, list(self.targets), [c.value for c in ErrorClass])
+        for provider in dict.fromkeys(m.provider for m in config.models.values()):
+            exporter[metrics.SPEND].labels(provider=provider).set(0)
+        exporter[metrics.BUDGET_LIMIT].set(config.budget.monthly_usd)
+        exporter[metrics.STALE_ANSWERS].inc(0)
 
     # ------------------------------------------------------------------ probing
 
@@ -223,6 +243,8 @@ class Watchdog:
 
     def usable(self, target: TargetSpec) -> bool:
         """Whether the agents may use ``target`` now, by the circuits of its routes."""
+        if self.kill_active and not target.is_free:
+            return False  # runbook 9.3: only free providers while the kill switch is on
         if target.route is None:
             return True
         if not circuit_of(self.state.route(target.route)).usable:
@@ -245,10 +267,13 @@ class Watchdog:
         pin = self.state.active_pin(now)
         if pin is not None and pin.target in self.targets:
             return self.targets[pin.target]
-        for target in self.config.targets:
+        tight = self.budget is not None and self.budget.level.rank >= Level.CRITICAL.rank
+        ordered = order_targets(self.config.targets, self.table, tight=tight,
+                                free_only=self.kill_active)
+        for target in ordered:
             if self.usable(target):
                 return target
-        return self.config.targets[-1]
+        return ordered[-1] if ordered else self.config.targets[-1]
 
     def _may_switch(self, to: TargetSpec, now: datetime, pinned: bool) -> bool:
         """The hourly cap. A move away from an unusable target is never blocked by the last
@@ -394,6 +419,62 @@ class Watchdog:
         elif not active:
             self.state.extra.pop("crash_loop", None)
 
+    def _budget(self, now: datetime) -> None:
+        """Runbook 9.1-9.3 each tick: the month's status from the cost log, the kill switch
+        (activation missed by the proxy, survival across restarts, the month rollover),
+        level changes in the cost alert log, the budget metrics."""
+        first = not self.ledger.records and self.budget is None
+        new = self.ledger.refresh()
+        status = budget_status(self.ledger.records, self.config.budget, now)
+        # Only this month's records are needed: a watchdog running for months stays small.
+        self.ledger.records = [r for r in self.ledger.records if r.month == status.month]
+        self.kill.update(status.spent, status.level is Level.EXCEEDED, now)
+        self.kill_active = self.kill.state().active_in(status.month)
+        self._budget_alerts(status)
+        self.budget = status
+        stale = sum(r.stale for r in new)
+        if stale and not first:  # a counter of answers served while this watchdog runs
+            self.exporter[metrics.STALE_ANSWERS].inc(stale)
+        for provider, spent in status.by_provider.items():
+            self.exporter[metrics.SPEND].labels(provider=provider).set(spent)
+        for provider in {m.provider for m in self.config.models.values()} - set(
+                status.by_provider):
+            self.exporter[metrics.SPEND].labels(provider=provider).set(0)
+        self.exporter[metrics.BUDGET_USED_RATIO].set(status.used_ratio)
+        self.exporter[metrics.BUDGET_PROJECTED].set(status.projected)
+        self.exporter[metrics.BUDGET_LIMIT].set(status.limit)
+        self.exporter[metrics.KILL_SWITCH].set(int(self.kill_active))
+        if self.cache is not None and self.mono() >= self._next_prune:
+            self._next_prune = self.mono() + 600
+            self.cache.prune(now)
+
+    def _budget_alerts(self, status: BudgetStatus) -> None:
+        """A ``BUDGET:`` line in the cost alert log when the level rises, and once a day when
+        the day's spend passes the daily threshold (runbook 9.1)."""
+        seen = self.state.extra.get("budget_level")
+        key = f"{status.month} {status.level}"
+        lines: list[str] = []
+        money = f"${status.spent:.2f} of ${status.limit:.2f} this month"
+        if seen != key:
+            old = str(seen).split(" ")[-1] if isinstance(seen, str) else "OK"
+            same_month = isinstance(seen, str) and seen.startswith(status.month)
+            rising = Level(old).rank < status.level.rank if old in Level.__members__ else True
+            if status.level is not Level.OK and (rising or not same_month):
+                lines.append(f"{status.level} - {status.percent_used:.0f}% of the monthly "
+                             f"budget used ({money})")
+            self.state.extra["budget_level"] = key
+        today = status.now.strftime("%Y-%m-%d")
+        if status.daily_warning and self.state.extra.get("budget_daily") != today:
+            self.state.extra["budget_daily"] = today
+            lines.append(f"DAILY - ${status.spent_today:.2f} spent today, over the daily "
+                         f"threshold of ${status.daily_threshold:.2f}")
+        for text in lines:
+            line = f"[{format_ts(status.now)}] BUDGET: {text}\n"
+            try:
+                append_line(self.config.paths.alert_log, line)
+            except OSError as exc:
+                log.error("cannot append to %s: %s", self.config.paths.alert_log, exc)
+
     def _export(self) -> None:
         for name in self.routes:
             circuit = circuit_of(self.state.route(name))
@@ -441,6 +522,10 @@ class Watchdog:
             self._observe(result, now)
         now = self.clock()
         self._ticks += 1
+        try:
+            self._budget(now)
+        except OSError as exc:  # the budget must never stop failover
+            log.error("budget check failed: %s", exc)
         self._degraded(entering=False)
         pin = self.state.active_pin(now)
         want = self.desired(now)

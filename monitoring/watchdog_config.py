@@ -121,6 +121,22 @@ class BudgetSpec(_Model):
     exceeded_percent: float
     daily_warning_usd: float
     free_allow_list: list[str]
+    #: Runbook 9.2: the provider each task type prefers among the free ones.
+    task_preferences: dict[str, str] = {}
+
+    @property
+    def exceeded_usd(self) -> float:
+        """The spend at which the status is EXCEEDED and the kill switch activates."""
+        return self.monthly_usd * self.exceeded_percent / 100
+
+
+class DegradedSpec(_Model):
+    """The proxy's degraded-mode cache (runbook 7.1): last good answers, served stale."""
+
+    enabled: bool
+    model: str
+    ttl_s: float
+    cache_dir: str
 
 
 class WindowsEvents(_Model):
@@ -158,6 +174,9 @@ class WatchdogConfig(_Model):
     paths: Paths
     budget: BudgetSpec
     windows_events: WindowsEvents | None
+    #: LiteLLM's fallback chains (model alias -> aliases), for the kill switch's substitutes.
+    fallbacks: dict[str, list[str]] = {}
+    degraded: DegradedSpec | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> WatchdogConfig:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from monitoring.layout import Layout, TargetOS, layout
 from monitoring.stack import Stack
-from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows
+from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows, workflow
 from tasks.render.common import Artifact, Rendered, env_file_line
 
 Component = Callable[[Stack, Layout], Rendered]
@@ -20,7 +20,7 @@ Component = Callable[[Stack, Layout], Rendered]
 #: Which renderers run for which OS, in this order.
 COMPONENTS: dict[TargetOS, tuple[Component, ...]] = {
     "linux": (litellm.artifacts, watchdog.artifacts, systemd.artifacts, prometheus.artifacts,
-              grafana.artifacts),
+              grafana.artifacts, workflow.artifacts),
     "windows": (litellm.artifacts, watchdog.artifacts, prometheus.artifacts, grafana.artifacts,
                 windows.artifacts),
 }

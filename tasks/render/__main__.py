@@ -25,6 +25,7 @@ from monitoring.layout import TARGET_OSES, TargetOS
 from monitoring.stack_load import StackError, load_stack
 from tasks.render import render
 from tasks.render.common import Rendered
+from tasks.secrets import controller_secrets
 
 EXIT_INVALID = 2
 
@@ -89,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_INVALID
-    secrets = {} if args.no_secrets else {
-        name: os.environ[name] for name in stack.secret_env_names() if os.environ.get(name)}
+    secrets = {} if args.no_secrets else controller_secrets(stack)
     targets: list[TargetOS] = list(TARGET_OSES) if args.os == "all" else [args.os]
     try:
         results = {target: render(stack, target, secrets) for target in targets}

@@ -9,6 +9,7 @@ pass through it.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def env_file_line(name: str, value: str) -> str:
     if "\n" in value or "\r" in value or "\0" in value:
         raise ValueError(f"the value of {name} contains a line break; an environment file "
                          "cannot hold it (remove the line break from the variable)")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    # \ " $ and ` escaped: the same line is read by systemd and sourced by sh (sysvinit).
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+               .replace("`", "\\`"))
     return f'{name}="{escaped}"'
 
 
@@ -97,6 +100,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["ps"] = ps_literal
     env.filters["sd"] = systemd_quote
+    env.filters["sh"] = shlex.quote
     return env
 
 

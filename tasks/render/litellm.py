@@ -10,11 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import Layout
 from monitoring.stack import Stack
+from monitoring.stack_checks import MAX_FALLBACKS
 from tasks.render.common import Artifact, Rendered, dump_yaml
 
 HEADER = "# Rendered from stack.yaml by provider-fallback: edit stack.yaml, not this file.\n"
+
+#: The proxy's budget, kill-switch and degraded-mode hooks (monitoring/litellm_hooks.py), found
+#: by LiteLLM's get_instance_fn through an import of the monitoring package (the project's
+#: wheel is installed in the proxy's venv).
+HOOKS_CALLBACK = "monitoring.litellm_hooks.proxy_handler_instance"
+DEGRADED_HANDLER = "monitoring.litellm_hooks.degraded_handler"
+DEGRADED_PROVIDER = "provider-fallback"
+#: Tells the hooks where the watchdog's config is (paths, prices, budget, allow-list).
+CONFIG_ENV = "PROVIDER_FALLBACK_CONFIG"
 
 # stack.yaml's error classes -> LiteLLM's exception names (retry_policy / allowed_fails_policy).
 # LiteLLM raises connection errors as InternalServerError, so "server" covers the network class.
@@ -36,8 +47,26 @@ def _seconds(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def config(stack: Stack) -> dict[str, Any]:
-    """LiteLLM's proxy config (model_list, router, litellm and general settings) as data."""
+def fallback_chains(stack: Stack) -> dict[str, list[str]]:
+    """Every model's fallback chain, ending in the degraded cache when the cache is on.
+
+    Runbook 7.1: when every provider of a chain fails, the last good answer to the same
+    request is served stale; so every model gets a chain, even one stack.yaml gives none.
+    """
+    lm = stack.litellm
+    chains = {alias: list(lm.fallbacks.get(alias, [])) for alias in lm.models}
+    if lm.cache.enabled:
+        for chain in chains.values():
+            chain.append(DEGRADED_MODEL)
+    return {alias: chain for alias, chain in chains.items() if chain}
+
+
+def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
+    """LiteLLM's proxy config (model_list, router, litellm and general settings) as data.
+
+    ``lay`` gives the host path of the watchdog config the proxy's hooks read; without it
+    (tests of the shape) the Linux default is used.
+    """
     lm = stack.litellm
     model_list = [
         {
@@ -53,13 +82,17 @@ def config(stack: Stack) -> dict[str, Any]:
         }
         for alias, model in lm.models.items()
     ]
+    if lm.cache.enabled:
+        model_list.append({"model_name": DEGRADED_MODEL, "litellm_params": {
+            "model": f"{DEGRADED_PROVIDER}/{DEGRADED_MODEL}",
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}})
     policies = {name: getattr(lm.errors, name) for name in ERROR_CLASSES}
     retry_policy = {f"{exc}Retries": policies[cls].retries
                     for cls, excs in ERROR_CLASSES.items() for exc in excs}
     allowed_fails = {f"{exc}AllowedFails": policies[cls].allowed_fails
                      for cls, excs in ERROR_CLASSES.items() for exc in excs}
     litellm_settings: dict[str, Any] = {
-        "callbacks": ["prometheus"],
+        "callbacks": ["prometheus", HOOKS_CALLBACK],
         # Loopback only: Prometheus scrapes /metrics/ without the master key.
         "require_auth_for_metrics_endpoint": False,
         # Else every error reply waits ~23 s on a tokenizer download that cannot succeed.
@@ -69,7 +102,12 @@ def config(stack: Stack) -> dict[str, Any]:
     if lm.cache.enabled:
         litellm_settings["cache"] = True
         litellm_settings["cache_params"] = {"type": "local", "ttl": _seconds(lm.cache.ttl)}
+        litellm_settings["custom_provider_map"] = [
+            {"provider": DEGRADED_PROVIDER, "custom_handler": DEGRADED_HANDLER}]
+    chains = fallback_chains(stack)
+    watchdog_config = lay.watchdog_config if lay else "/etc/provider-fallback/watchdog.json"
     return {
+        "environment_variables": {CONFIG_ENV: watchdog_config},
         "model_list": model_list,
         "router_settings": {
             "num_retries": lm.num_retries,
@@ -77,7 +115,9 @@ def config(stack: Stack) -> dict[str, Any]:
             "cooldown_time": _seconds(lm.cooldown),
             "retry_policy": retry_policy,
             "allowed_fails_policy": allowed_fails,
-            "fallbacks": [{source: list(chain)} for source, chain in lm.fallbacks.items()],
+            "fallbacks": [{source: chain} for source, chain in chains.items()],
+            # The degraded cache may make a chain one longer than stack.yaml allows.
+            "max_fallbacks": max([MAX_FALLBACKS, *(len(c) for c in chains.values())]),
         },
         "litellm_settings": litellm_settings,
         "general_settings": {"master_key": f"os.environ/{lm.master_key_env}"},
@@ -86,5 +126,5 @@ def config(stack: Stack) -> dict[str, Any]:
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:
     """``litellm/config.yaml``: readable by the service group only (it names, not holds, keys)."""
-    return {"litellm/config.yaml": Artifact(dump_yaml(config(stack), HEADER),
+    return {"litellm/config.yaml": Artifact(dump_yaml(config(stack, lay), HEADER),
                                             lay.litellm_config, mode=0o640)}

@@ -7,12 +7,14 @@ so the watchdog on the host never re-derives what render already knows.
 from __future__ import annotations
 
 from monitoring import metrics
+from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import PROXY_ENV, Layout, proxy_command
 from monitoring.probes import PROXY_ROUTE
 from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
 from monitoring.watchdog_config import (
     AgentSpec,
     BudgetSpec,
+    DegradedSpec,
     Hysteresis,
     Listen,
     ModelPrice,
@@ -116,13 +118,18 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                           critical_percent=budget.levels_percent.critical,
                           exceeded_percent=budget.levels_percent.exceeded,
                           daily_warning_usd=budget.daily_warning,
-                          free_allow_list=list(budget.free_allow_list)),
+                          free_allow_list=list(budget.free_allow_list),
+                          task_preferences=dict(budget.task_preferences)),
         windows_events=WindowsEvents(source=win.event_log.source, log=win.event_log.log,
                                      fallback=win.event_log.ids.fallback,
                                      restored=win.event_log.ids.restored,
                                      error=win.event_log.ids.error,
                                      kill_switch=win.event_log.ids.kill_switch)
         if lay.os == "windows" else None,
+        fallbacks={alias: list(chain) for alias, chain in stack.litellm.fallbacks.items()},
+        degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
+                              ttl_s=stack.litellm.cache.ttl,
+                              cache_dir=lay.state("degraded-cache")),
     )
 
 

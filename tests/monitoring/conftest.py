@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
@@ -103,9 +104,29 @@ def build_test_stack(port: int, api_bases: dict[str, str]) -> Stack:
     return parse_stack(STACK_FILE.read_text(encoding="utf-8"), overrides=overrides)
 
 
+def without_budget_hooks(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without the budget hooks and the degraded cache (issue 6).
+
+    The session proxy shows LiteLLM's own error shapes when a whole chain fails (the
+    classifier's tests); the degraded cache would answer those requests with its 503. The
+    hooks have a proxy of their own (tests/monitoring/test_litellm_hooks.py).
+    """
+    config.pop("environment_variables", None)
+    config["model_list"] = [e for e in config["model_list"]
+                            if e["model_name"] != DEGRADED_MODEL]
+    router = config["router_settings"]
+    router["fallbacks"] = [{k: [m for m in v if m != DEGRADED_MODEL]}
+                           for entry in router["fallbacks"] for k, v in entry.items()]
+    router["fallbacks"] = [e for e in router["fallbacks"] if next(iter(e.values()))]
+    settings = config["litellm_settings"]
+    settings["callbacks"] = ["prometheus"]
+    settings.pop("custom_provider_map", None)
+    return config
+
+
 def proxy_config(stack: Stack) -> dict[str, Any]:
     """The rendered LiteLLM config plus the per-deployment cooldown policy of the test."""
-    config = litellm.config(stack)
+    config = without_budget_hooks(litellm.config(stack))
     for entry in config["model_list"]:
         if entry["model_name"] in COOLDOWN_GROUPS:
             entry["model_info"] = {"allowed_fails_policy": {"InternalServerErrorAllowedFails": 0}}

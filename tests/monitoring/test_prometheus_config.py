@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring import metrics, prometheus_config
+from monitoring import metrics, prometheus_config, rules
 from monitoring.layout import TARGET_OSES, TargetOS, layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
@@ -43,7 +43,7 @@ def test_promtool_check_config_passes_and_finds_the_rule_file(
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "SUCCESS: 1 rule files found" in out
-    assert "SUCCESS: 9 rules found" in out  # the rule file itself was loaded and checked
+    assert f"SUCCESS: {len(rules.ALERT_NAMES)} rules found" in out  # the rule file was checked
 
 
 def test_promtool_check_config_can_fail(stack: Stack, tmp_path: Path) -> None:

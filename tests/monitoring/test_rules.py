@@ -427,9 +427,24 @@ def budget_scenario(stack: Stack) -> dict[str, Any]:
     return sc.group
 
 
+def projection_and_degraded_scenario(stack: Stack) -> dict[str, Any]:
+    """Projected spend below, AT (no alert) and over the budget; degraded mode off then on."""
+    sc = Scenario(stack, "Projected overspend and degraded mode")
+    limit = stack.budget.monthly_usd
+    projected = [limit / 2, limit, limit + 5]
+    sc.add_series(metrics.BUDGET_LIMIT.name, {}, [limit] * 3)
+    sc.add_series(metrics.BUDGET_PROJECTED.name, {}, projected)
+    sc.add_series(metrics.DEGRADED_MODE.name, {}, [0, 0, 1])
+    for i, value in enumerate(projected):
+        sc.alerts(i, rules.PROJECTED_OVERSPEND, [({}, value)] if value > limit else [])
+        sc.alerts(i, rules.DEGRADED_MODE, [({}, 1)] if i == 2 else [])
+    return sc.group
+
+
 SCENARIOS: tuple[Callable[[Stack], dict[str, Any]], ...] = (
     provider_scenario, watchdog_down_scenario, watchdog_absent_scenario, fallback_scenario,
     fallback_offset_scenario, restart_loop_scenario, budget_scenario,
+    projection_and_degraded_scenario,
 )
 
 

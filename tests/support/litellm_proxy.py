@@ -26,6 +26,11 @@ from monitoring.layout import PROXY_ENV
 #: prometheus-client `callbacks: ["prometheus"]` aborts start-up; without prisma a request
 #: with no key gets a plain-text 500 instead of a 401.
 COMPANIONS = ("prometheus-client==0.26.0", "prisma==0.15.0")
+#: The rendered config names the proxy's hooks by import path (monitoring.litellm_hooks). On a
+#: host the project's wheel is installed in the proxy's venv; here the repository is put on
+#: the proxy's PYTHONPATH, so the cached venv stays the pinned LiteLLM alone and always runs
+#: the working tree's hooks.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:
@@ -97,7 +102,8 @@ class ProxyProcess:
             self.process = subprocess.Popen(
                 [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
                  str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.config.parent, env={**os.environ, **PROXY_ENV, **self.env},
+                cwd=self.config.parent,
+                env={**os.environ, **PROXY_ENV, "PYTHONPATH": str(REPO), **self.env},
                 stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_until_live(self.url, self.process, deadline_s)

@@ -11,9 +11,13 @@ import pytest
 import yaml
 
 from monitoring import metrics
+from monitoring.cost_log import DEGRADED_MODEL
+from monitoring.layout import Layout
 from monitoring.stack import Stack
+from monitoring.stack_load import parse_stack
 from tasks.render import litellm
 from tasks.render.common import Rendered
+from tests.conftest import STACK_FILE
 from tests.support.litellm_proxy import RunningProxy, ensure_venv, running_proxy
 
 CONFIG = "litellm/config.yaml"
@@ -22,7 +26,7 @@ CONFIG = "litellm/config.yaml"
 def test_every_model_alias_is_served_through_its_openai_compatible_endpoint(stack: Stack) -> None:
     config = litellm.config(stack)
     entries = {e["model_name"]: e["litellm_params"] for e in config["model_list"]}
-    assert list(entries) == list(stack.litellm.models)
+    assert list(entries) == [*stack.litellm.models, DEGRADED_MODEL]
     for alias, model in stack.litellm.models.items():
         params = entries[alias]
         assert params["model"] == f"openai/{model.upstream_model}"
@@ -34,7 +38,8 @@ def test_every_model_alias_is_served_through_its_openai_compatible_endpoint(stac
 
 def test_router_settings_come_from_the_stack(stack: Stack) -> None:
     router = litellm.config(stack)["router_settings"]
-    assert router["fallbacks"] == [{k: v} for k, v in stack.litellm.fallbacks.items()]
+    assert router["fallbacks"] == [{k: [*v, DEGRADED_MODEL]}
+                                   for k, v in stack.litellm.fallbacks.items()]
     assert router["num_retries"] == stack.litellm.num_retries
     assert router["cooldown_time"] == stack.litellm.cooldown
     assert router["timeout"] == stack.litellm.request_timeout
@@ -46,10 +51,12 @@ def test_router_settings_come_from_the_stack(stack: Stack) -> None:
 
 def test_offline_and_metrics_settings_are_on(stack: Stack) -> None:
     settings = litellm.config(stack)["litellm_settings"]
-    assert settings["callbacks"] == ["prometheus"]
+    assert settings["callbacks"] == ["prometheus", litellm.HOOKS_CALLBACK]
     assert settings["disable_hf_tokenizer_download"] is True
     assert settings["require_auth_for_metrics_endpoint"] is False
     assert settings["cache_params"] == {"type": "local", "ttl": stack.litellm.cache.ttl}
+    assert settings["custom_provider_map"] == [
+        {"provider": litellm.DEGRADED_PROVIDER, "custom_handler": litellm.DEGRADED_HANDLER}]
     assert litellm.config(stack)["general_settings"] == {
         "master_key": f"os.environ/{stack.litellm.master_key_env}"}
 
@@ -70,7 +77,11 @@ def proxy(stack: Stack, rendered_linux: Rendered,
     venv = ensure_venv(stack.litellm.version)
     workdir = tmp_path_factory.mktemp("litellm")
     config = workdir / "config.yaml"
-    config.write_bytes(rendered_linux[CONFIG].data)
+    # As rendered, but for the watchdog config path: a machine where `make deploy` ran has
+    # the real /etc/provider-fallback/watchdog.json, and these tests want the hooks inert.
+    data = yaml.safe_load(rendered_linux[CONFIG].data)
+    data["environment_variables"][litellm.CONFIG_ENV] = str(workdir / "no-watchdog.json")
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     key = "sk-test-master-" + os.urandom(8).hex()
     env = {name: f"test-{name.lower()}" for name in stack.secret_env_names()}
     env[stack.litellm.master_key_env] = key
@@ -109,5 +120,45 @@ def test_metrics_are_open_and_name_what_the_dashboard_reads(proxy: RunningProxy)
     assert not missing, f"LiteLLM {len(families)} families lack {missing}"
 
 
-def test_rendered_bytes_are_the_config(rendered_linux: Rendered, stack: Stack) -> None:
-    assert yaml.safe_load(rendered_linux[CONFIG].data) == litellm.config(stack)
+def test_rendered_bytes_are_the_config(rendered_linux: Rendered, stack: Stack,
+                                       linux_layout: Layout) -> None:
+    assert yaml.safe_load(rendered_linux[CONFIG].data) == litellm.config(stack, linux_layout)
+
+
+def test_degraded_cache_ends_every_chain_and_costs_nothing(stack: Stack) -> None:
+    config = litellm.config(stack)
+    chains = {k: v for entry in config["router_settings"]["fallbacks"] for k, v in entry.items()}
+    assert set(chains) == set(stack.litellm.models), "every model gets a chain"
+    assert all(chain[-1] == DEGRADED_MODEL for chain in chains.values())
+    degraded = next(e for e in config["model_list"] if e["model_name"] == DEGRADED_MODEL)
+    assert degraded["litellm_params"] == {
+        "model": f"{litellm.DEGRADED_PROVIDER}/{DEGRADED_MODEL}",
+        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+    assert config["router_settings"]["max_fallbacks"] >= max(len(c) for c in chains.values())
+
+
+def test_without_the_cache_there_is_no_degraded_model() -> None:
+    stack = parse_stack(STACK_FILE.read_text(encoding="utf-8"),
+                        overrides={"litellm": {"cache": {"enabled": False}}})
+    config = litellm.config(stack)
+    assert DEGRADED_MODEL not in {e["model_name"] for e in config["model_list"]}
+    assert "custom_provider_map" not in config["litellm_settings"]
+    assert config["router_settings"]["fallbacks"] == [
+        {k: v} for k, v in stack.litellm.fallbacks.items()]
+
+
+def test_hooks_find_the_watchdog_config_of_the_host(rendered_linux: Rendered,
+                                                    rendered_windows: Rendered,
+                                                    linux_layout: Layout,
+                                                    windows_layout: Layout) -> None:
+    for rendered, lay in ((rendered_linux, linux_layout), (rendered_windows, windows_layout)):
+        config = yaml.safe_load(rendered[CONFIG].data)
+        assert config["environment_variables"] == {litellm.CONFIG_ENV: lay.watchdog_config}
+
+
+@pytest.mark.live
+def test_hooks_load_in_the_real_proxy_and_hide_the_degraded_model(proxy: RunningProxy) -> None:
+    """The proxy above runs the rendered config as is: it imported monitoring.litellm_hooks
+    (else it would not have started) and /v1/models does not list degraded-cache."""
+    log = proxy.log.read_text(errors="replace")
+    assert "no watchdog config at" in log  # the hooks ran, inert without a watchdog config

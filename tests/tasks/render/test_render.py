@@ -75,14 +75,16 @@ def test_a_budget_override_changes_only_the_watchdog_config() -> None:
 
 def test_a_proxy_port_override_reaches_every_file_that_names_the_port() -> None:
     changed = _changed({"litellm": {"listen": {"port": 4100}}})
-    # LiteLLM's config names no port: the proxy's command line (unit, watchdog) does.
+    # LiteLLM's config names no port: the proxy's command line (unit, watchdog) does, and
+    # the deploy workflow's liveness check (runbook 6.2).
     assert changed == {"watchdog/watchdog.json", "systemd/litellm-proxy.service",
-                       "prometheus/prometheus.yml"}
+                       "prometheus/prometheus.yml", "github/deploy-with-fallback.yml"}
 
 
 def test_a_service_user_override_changes_only_the_units() -> None:
     assert _changed({"linux": {"user": "pavel"}}) == {
-        "systemd/litellm-proxy.service", "systemd/provider-fallback-watchdog.service"}
+        "systemd/litellm-proxy.service", "systemd/provider-fallback-watchdog.service",
+        "sysvinit/provider-fallback-watchdog"}
 
 
 def test_cli_writes_the_tree_with_host_modes_and_a_manifest(

@@ -10,6 +10,8 @@ import pytest
 
 from monitoring.layout import Layout, proxy_command, watchdog_command
 from monitoring.stack import Stack
+from monitoring.stack_load import load_stack
+from tasks.render import render
 from tasks.render.common import Rendered
 
 SYSTEM_UNITS = Path("/lib/systemd/system")
@@ -85,3 +87,23 @@ def test_units_start_the_rendered_commands_with_secrets_from_the_0600_file(
     assert rendered_linux["secrets/secrets.env"].mode == 0o600
     assert b"LITELLM_LOCAL_MODEL_COST_MAP=True" in proxy.data
     assert f"After=network-online.target {stack.linux.units.litellm}".encode() in watchdog.data
+
+
+def test_the_sysvinit_script_is_valid_sh_and_holds_no_secret(tmp_path: Path) -> None:
+    """The watchdog's init script for hosts without systemd: ``sh -n`` accepts it, it
+    sources the 0600 secrets file rather than holding a key, and supervises the proxy."""
+    stack = load_stack(Path(__file__).resolve().parents[3] / "inventory" / "stack.yaml")
+    key = "gsk_" + "k" * 40
+    rendered = render(stack, "linux", {"GROQ_API_KEY": key})
+    (rel,) = [r for r in rendered if r.startswith("sysvinit/")]
+    script = rendered[rel]
+    assert script.mode == 0o755
+    assert script.dest == "/etc/init.d/" + stack.linux.units.watchdog.removesuffix(".service")
+    text = script.data.decode()
+    assert key not in text
+    assert f". {rendered['secrets/secrets.env'].dest}" in text
+    path = tmp_path / "init"
+    path.write_bytes(script.data)
+    checked = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stderr

@@ -1,0 +1,62 @@
+"""The Linux/WSL deploy: one packaged ``@deploy`` and one module per component.
+
+``linux_stack(stack, rendered)`` takes a bare Debian/Ubuntu host (WSL included) to a
+running, monitored stack: packages, service account and directories (:mod:`.base`), the
+hash-pinned venv and the proxy and watchdog services (:mod:`.proxy`), Prometheus and
+Alertmanager (:mod:`.prometheus`), Grafana's files (:mod:`.grafana`), the firewall rule
+(:mod:`.firewall`) and WSL's systemd switch (:mod:`.wsl`). Every step compares the host with
+the desired state, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger  # type: ignore[attr-defined]
+from pyinfra.api.deploy import deploy
+
+from monitoring.layout import layout
+from monitoring.stack import Stack
+from tasks.linux import base, firewall, grafana, prometheus, proxy, wsl
+from tasks.linux.facts import HostPlatform, PythonMarkers
+from tasks.render.common import Rendered
+from tasks.wheelhouse import Wheelhouse, build_wheelhouse, linux_platforms
+
+#: The venv is made from Debian's python3 (the packages step installs it with its venv
+#: module), never from whatever ``python3`` comes first on PATH (pyenv, a user's venv).
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _wheelhouse_for_host(stack: Stack) -> tuple[Wheelhouse, str]:
+    markers = host.get_fact(PythonMarkers, python=SYSTEM_PYTHON)
+    if markers is None:
+        # A bare host without python3: the packages step installs Debian's; the wheels
+        # are chosen for it (Debian 12's Python 3.11) and pip checks them again there.
+        markers = {"python_version": "3.11", "python_full_version": "3.11.2",
+                   "os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                   "platform_machine": "x86_64", "implementation_name": "cpython",
+                   "platform_python_implementation": "CPython", "glibc": "2.36"}
+    glibc = tuple(int(x) for x in (markers.pop("glibc", "") or "2.17").split(".")[:2])
+    platforms = linux_platforms(markers["platform_machine"], (glibc[0], glibc[1]))
+    return build_wheelhouse(stack, markers, platforms), SYSTEM_PYTHON
+
+
+@deploy("provider-fallback (Linux/WSL)")
+def linux_stack(stack: Stack, rendered: Rendered) -> None:
+    lay = layout(stack, "linux")
+    platform = host.get_fact(HostPlatform)
+    systemd_host = platform["systemd"]
+    if not systemd_host:
+        logger.warning(f"{host.name}: systemd is not PID 1 here: the watchdog runs from "
+                       "/etc/init.d and supervises the LiteLLM proxy itself")
+    if platform["wsl"]:
+        wsl.wsl_systemd()
+    wheelhouse, python = _wheelhouse_for_host(stack)
+    base.packages()
+    base.service_account(stack, lay)
+    base.directories(stack, lay)
+    venv_op = proxy.venv(stack, lay, wheelhouse, python)
+    proxy_inputs, watchdog_inputs = proxy.configs(stack, rendered)
+    prometheus.monitoring_services(stack, lay, rendered, systemd_host=systemd_host)
+    grafana.grafana(stack, lay, rendered, systemd_host=systemd_host)
+    proxy.services(stack, rendered, systemd_host=systemd_host, venv_op=venv_op,
+                   proxy_inputs=proxy_inputs, watchdog_inputs=watchdog_inputs)
+    firewall.firewall(stack, platform)

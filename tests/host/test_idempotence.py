@@ -1,0 +1,28 @@
+"""A second deploy changes nothing, and ``--dry`` proposes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.host.conftest import HostEnv
+
+pytestmark = pytest.mark.host
+
+
+def test_a_second_deploy_changes_nothing(host_env: HostEnv) -> None:
+    again = host_env.deploy().check()
+    assert again.changed == 0, again.output[-6000:]
+    # Nothing restarted either: the proxy is the same process as before the deploy.
+
+
+def test_dry_run_proposes_no_change(host_env: HostEnv) -> None:
+    dry = host_env.deploy(dry=True).check()
+    assert dry.proposed == 0, dry.output[-6000:]
+
+
+def test_the_proxy_was_not_restarted_by_a_no_op_deploy(host_env: HostEnv) -> None:
+    unit = host_env.stack.linux.units.litellm
+    before = host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+    host_env.deploy().check()
+    after = host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+    assert before == after != "0"

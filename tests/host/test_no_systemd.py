@@ -1,0 +1,99 @@
+"""A host whose PID 1 is not systemd (a container; WSL before ``systemd=true``): the deploy
+installs the watchdog's init script, the watchdog supervises the LiteLLM proxy itself, and
+Debian's Prometheus and Alertmanager run from their init scripts. Still a running stack,
+still idempotent, and a killed proxy comes back without any init system's help."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from monitoring.layout import Layout, layout
+from monitoring.recovery import PROXY_PID_FILE
+from monitoring.stack import Stack
+from monitoring.stack_load import load_stack
+from tests.host.conftest import STACK_FILE, unavailable, until
+from tests.support.deploy_run import DeployResult, fake_key, run_deploy, write_inventory
+from tests.support.testhost import TestHost, booted_hosts
+
+pytestmark = pytest.mark.host
+
+
+@dataclass
+class Plain:
+    guest: TestHost
+    stack: Stack
+    layout: Layout
+    inventory: Path
+    env: dict[str, str]
+    first: DeployResult
+
+    def sh(self, command: str) -> str:
+        done = self.guest.ssh(command)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        return done.stdout
+
+    def http_status(self, url: str) -> int:
+        out = self.guest.ssh(
+            "python3 -c 'import sys, urllib.request\n"
+            "try:\n print(urllib.request.urlopen(sys.argv[1], timeout=3).status)\n"
+            "except Exception as e:\n print(getattr(e, \"code\", 0))' " + url)
+        return int(out.stdout.strip() or 0)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plain]:
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    stack = load_stack(STACK_FILE)
+    env = {name: fake_key("sk-") for name in stack.secret_env_names()}
+    with contextlib.ExitStack() as cleanup:
+        (guest,) = cleanup.enter_context(booted_hosts(1, systemd=False))
+        inventory = write_inventory(tmp_path_factory.mktemp("plain") / "inventory.py", [guest])
+        first = run_deploy(inventory, env).check()
+        yield Plain(guest, stack, layout(stack, "linux"), inventory, env, first)
+
+
+def _proxy_up(plain: Plain) -> bool:
+    return plain.http_status(f"{plain.stack.proxy_url}/health/liveliness") == 200
+
+
+def test_pid1_is_not_systemd_and_the_deploy_said_so(plain: Plain) -> None:
+    assert plain.sh("test -d /run/systemd/system && echo yes || echo no").strip() == "no"
+    assert "systemd is not PID 1 here" in plain.first.output
+
+
+def test_the_stack_runs_from_init_scripts(plain: Plain) -> None:
+    watchdog = plain.stack.linux.units.watchdog.removesuffix(".service")
+    for script in (watchdog, "prometheus", "prometheus-alertmanager"):
+        plain.sh(f"/etc/init.d/{script} status")
+    until(lambda: _proxy_up(plain), 120, "the proxy, started by the watchdog, answering")
+    am = plain.stack.alertmanager.listen
+    assert plain.http_status(f"http://{am.host}:{am.port}/-/ready") == 200
+    assert plain.guest.ssh(f"test -e /etc/systemd/system/{plain.stack.linux.units.litellm}"
+                           ).returncode != 0  # no units on a host that cannot use them
+
+
+def test_a_second_deploy_changes_nothing(plain: Plain) -> None:
+    again = run_deploy(plain.inventory, plain.env).check()
+    assert again.changed == 0, again.output[-5000:]
+
+
+def test_the_watchdog_restarts_a_killed_proxy(plain: Plain) -> None:
+    until(lambda: _proxy_up(plain), 120, "the proxy up before the kill")
+    pid_file = plain.layout.state(PROXY_PID_FILE)
+    before = plain.sh(f"cat {pid_file}").strip()
+    plain.sh(f"kill -9 {before}")
+
+    def restarted() -> bool:
+        now = plain.guest.ssh(f"cat {pid_file}").stdout.strip()
+        return bool(now) and now != before and _proxy_up(plain)
+
+    until(restarted, 180, "a new proxy process started by the watchdog and answering")
+    events = plain.sh(f"cat {plain.layout.log(plain.stack.watchdog.event_log)}")
+    assert "RESTART" in events

@@ -1,0 +1,88 @@
+"""`provider-fallback budget|select|report|history` end to end through main()."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitoring.cli import EXIT_OK, EXIT_USAGE, main
+from monitoring.cost_log import CostRecord, append_record
+from monitoring.events import EventLog
+from monitoring.layout import layout
+from monitoring.stack import Stack
+from monitoring.watchdog_config import WatchdogConfig
+from tasks.render import watchdog
+
+
+@pytest.fixture
+def config_file(stack: Stack, tmp_path: Path) -> tuple[Path, WatchdogConfig]:
+    base = watchdog.build(stack, layout(stack, "linux"))
+    log = tmp_path / "log"
+    paths = base.paths.model_copy(update={
+        "state_dir": str(tmp_path / "state"), "log_dir": str(log),
+        "event_log": str(log / "events.log"), "event_jsonl": str(log / "events.jsonl"),
+        "state_file": str(tmp_path / "state" / "state.json"),
+        "cost_log": str(log / "costs.log"), "alert_log": str(log / "alerts.log"),
+        "provider_config": str(tmp_path / "home" / "provider-config.json")})
+    config = base.model_copy(update={"paths": paths})
+    path = tmp_path / "watchdog.json"
+    path.write_text(config.model_dump_json())
+    return path, config
+
+
+def spend(config: WatchdogConfig, usd: float) -> None:
+    append_record(config.paths.cost_log, CostRecord(
+        ts=datetime.now(UTC), model="gpt-4", served_by="gpt-4", provider="openai",
+        tokens_in=1000, tokens_out=500, cost_usd=usd))
+
+
+def test_budget_json_and_text(config_file: tuple[Path, WatchdogConfig],
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    path, config = config_file
+    spend(config, 16.0)
+    assert main(["budget", "--config", str(path), "--json"]) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "WARNING"
+    assert data["total_spent"] == 16.0
+    assert data["kill_switch_active"] is False
+    assert data["daily_threshold"] == 0.67
+    assert main(["budget", "--config", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Budget Status: WARNING" in out
+    assert "Spent: $16.00 of $20.00" in out
+
+
+def test_reset_needs_yes_and_releases_the_kill_switch(
+        config_file: tuple[Path, WatchdogConfig], capsys: pytest.CaptureFixture[str]) -> None:
+    path, config = config_file
+    spend(config, 21.0)
+    from monitoring.kill_switch import KillSwitch
+    assert KillSwitch(config).update(21.0, True, datetime.now(UTC)) == "activated"
+    assert main(["budget", "--config", str(path)]) == EXIT_OK
+    assert "KILL-SWITCH" in capsys.readouterr().out
+    assert main(["budget", "reset", "--config", str(path)]) == EXIT_USAGE
+    assert "--yes" in capsys.readouterr().err
+    assert KillSwitch(config).state().active, "nothing changed without --yes"
+    assert main(["budget", "reset", "--yes", "--config", str(path)]) == EXIT_OK
+    assert not KillSwitch(config).state().active
+
+
+def test_select_and_reports(config_file: tuple[Path, WatchdogConfig],
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    path, config = config_file
+    assert main(["select", "--task", "coding", "--config", str(path)]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == "kilo-code"
+    assert main(["select", "--task", "research", "--config", str(path), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["provider"] == "groq-70b"
+    EventLog.from_config(config).fallback("litellm", "kilo-code", "connection refused",
+                                          error_class="network", from_label="LiteLLM",
+                                          to_label="Kilo Code")
+    assert main(["report", "--config", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("## Provider Outage Report")
+    assert "FALLBACK: LiteLLM" in out
+    assert main(["history", "--config", str(path)]) == EXIT_OK
+    assert "| LiteLLM connection refused | open | 1x |" in capsys.readouterr().out

@@ -1,0 +1,78 @@
+"""The lock, the host's cut of it, and the reproducible watchdog wheel."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from monitoring.stack_load import load_stack, parse_stack
+from tasks import wheelhouse
+from tasks.wheelhouse import (
+    WINDOWS_MARKERS,
+    LockError,
+    build_project_wheel,
+    linux_platforms,
+    load_pins,
+    parse_lock,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "inventory" / "stack.yaml"
+DEBIAN_12 = {"python_version": "3.11", "python_full_version": "3.11.2", "os_name": "posix",
+             "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+             "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+
+
+def test_the_lock_pins_the_stacks_litellm_with_hashes_for_every_entry() -> None:
+    stack = load_stack(STACK)
+    pins = load_pins(stack, DEBIAN_12)
+    names = {p.name: p.version for p in pins}
+    assert names["litellm"] == stack.litellm.version
+    for companion in wheelhouse.PROXY_COMPANIONS:
+        name, version = companion.split("==")
+        assert names[name] == version
+    assert all(p.hashes and all(h.startswith("sha256:") for h in p.hashes) for p in pins)
+
+
+def test_markers_cut_the_lock_per_host() -> None:
+    text = wheelhouse.lock_path(load_stack(STACK).litellm.version).read_text()
+    linux = {p.name for p in parse_lock(text, DEBIAN_12)}
+    windows = {p.name for p in parse_lock(text, WINDOWS_MARKERS)}
+    assert "uvloop" in linux
+    assert "uvloop" not in windows
+    assert "pywin32" in windows
+    assert "pywin32" not in linux
+    # Debian 12's Python 3.11.2 still needs async-timeout (< 3.11.3); 3.11.9 does not.
+    assert "async-timeout" in linux
+    assert "async-timeout" not in windows
+
+
+def test_a_lock_for_another_litellm_is_refused_with_the_fix() -> None:
+    text = STACK.read_text().replace('version: "1.108.7"', 'version: "1.108.6"')
+    other = parse_stack(text)
+    with pytest.raises(LockError, match=r"no lock for litellm 1\.108\.6.*make lock"):
+        load_pins(other, DEBIAN_12)
+
+
+def test_an_unpinned_or_unhashed_entry_is_refused() -> None:
+    with pytest.raises(LockError, match="not pinned with hashes"):
+        parse_lock("httpx>=0.27 --hash=sha256:00\n", DEBIAN_12)
+    with pytest.raises(LockError, match="not pinned with hashes"):
+        parse_lock("httpx==0.28.1\n", DEBIAN_12)
+
+
+def test_linux_platform_tags_go_down_to_the_oldest_manylinux() -> None:
+    tags = linux_platforms("x86_64", (2, 36))
+    assert tags[0] == "manylinux_2_36_x86_64"
+    assert {"manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64"} <= set(tags)
+    assert "manylinux2014_x86_64" not in linux_platforms("x86_64", (2, 12))
+
+
+def test_the_watchdog_wheel_is_reproducible(tmp_path: Path) -> None:
+    first = build_project_wheel(tmp_path / "a")
+    second = build_project_wheel(tmp_path / "b")
+    assert first.name == second.name
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(
+        second.read_bytes()).digest()

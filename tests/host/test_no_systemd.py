@@ -97,3 +97,19 @@ def test_the_watchdog_restarts_a_killed_proxy(plain: Plain) -> None:
     until(restarted, 180, "a new proxy process started by the watchdog and answering")
     events = plain.sh(f"cat {plain.layout.log(plain.stack.watchdog.event_log)}")
     assert "RESTART" in events
+
+
+def test_a_changed_proxy_config_restarts_the_proxy(plain: Plain, tmp_path: Path) -> None:
+    """Without systemd a config change restarts the pair: the init script stops the proxy
+    the watchdog started (its PID file is the watchdog's), and the new watchdog starts a
+    proxy that reads the new config."""
+    until(lambda: _proxy_up(plain), 120, "the proxy up before the change")
+    pid_file = plain.layout.state(PROXY_PID_FILE)
+    before = plain.sh(f"cat {pid_file}").strip()
+    changed = {"stack": {"litellm": {"request_timeout": "61s"}}}
+    inventory = write_inventory(tmp_path / "inventory.py", [plain.guest], changed)
+    run_deploy(inventory, plain.env).check()
+    assert plain.guest.ssh(f"kill -0 {before}").returncode != 0, "the old proxy still runs"
+    until(lambda: _proxy_up(plain), 120, "the proxy back with the new config")
+    assert "61" in plain.sh(f"grep -i timeout {plain.layout.litellm_config}")
+    assert run_deploy(inventory, plain.env).check().changed == 0

@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 deploy: venv
 	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
 	@echo "--> provider-fallback status (what the watchdog sees now):"
-	@$(HOST_CLI) status --config /etc/provider-fallback/watchdog.json || true
+	@$(HOST_CLI) status --wait 120 || true
 
 lock: venv
 	$(BIN)/python -m tasks.wheelhouse lock --stack $(STACK)

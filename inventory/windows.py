@@ -13,7 +13,7 @@ secret:
                       them itself from locks/ for CPython 3.11 on 64-bit Windows (cached)
     WINRM_CA_BUNDLE   optional: the host's certificate (PEM), when it is self-signed
 
-See docs/windows.md for enabling WinRM over HTTPS on the host.
+See the README, "Enable WinRM over HTTPS on the Windows host".
 """
 
 import os

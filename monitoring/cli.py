@@ -94,7 +94,25 @@ def _age(when: datetime | None, now: datetime) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_status(config: WatchdogConfig, as_json: bool) -> int:
+def wait_for_proxy(config: WatchdogConfig, seconds: float) -> bool:
+    """Wait (up to ``seconds``) until the watchdog has seen the proxy answer since this call,
+    so that a status right after a deploy shows a settled picture, not the boot. Polls the
+    watchdog's state file; True when it did."""
+    started = datetime.now(UTC)
+    deadline = time.monotonic() + seconds
+    while True:
+        state = load_state(config.paths.state_file).state
+        seen = state.route(PROXY_ROUTE).last_success
+        if state.active_target and seen is not None and seen >= started:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
+    if wait > 0 and not wait_for_proxy(config, wait):
+        print(f"(the proxy did not answer the watchdog within {wait:.0f} s)", file=sys.stderr)
     state = load_state(config.paths.state_file).state
     now = datetime.now(UTC)
     routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
@@ -372,7 +390,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("watch", parents=[common], help="run the watchdog loop")
-    sub.add_parser("status", parents=[common], help="routes, circuits and the active target")
+    status = sub.add_parser("status", parents=[common],
+                            help="routes, circuits and the active target")
+    status.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                        help="first wait up to SECONDS for the watchdog to see the proxy answer")
     sub.add_parser("check", parents=[common], help="probe now; exit 1 if too few are healthy")
     switch = sub.add_parser("switch", parents=[common], help="pin the agents to a target")
     switch.add_argument("target")
@@ -400,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "watch":
         return cmd_watch(config)
     if args.command == "status":
-        return cmd_status(config, args.json)
+        return cmd_status(config, args.json, args.wait)
     if args.command == "check":
         return cmd_check(config, args.json)
     if args.command == "switch":

@@ -161,7 +161,7 @@ def _account() -> AccountInfo:
             f"{host.name}: WinRM runs as {account.name} without administrator rights; "
             "scheduled tasks, the firewall rule and the event source need them. Connect as an "
             "administrator (for a local account, remote UAC filtering must be off: see "
-            "docs/windows.md)")
+            "the README, 'Windows hosts over WinRM')")
     return account
 
 

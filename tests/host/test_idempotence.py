@@ -26,3 +26,15 @@ def test_the_proxy_was_not_restarted_by_a_no_op_deploy(host_env: HostEnv) -> Non
     host_env.deploy().check()
     after = host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
     assert before == after != "0"
+
+
+def test_dry_run_shows_a_drift_and_changes_nothing(host_env: HostEnv) -> None:
+    config = host_env.layout.alertmanager_config
+    host_env.run(f"chmod 600 {config}")
+    dry = host_env.deploy(dry=True).check()
+    assert dry.proposed == 1, dry.output[-6000:]
+    assert host_env.host.file(config).mode == 0o600  # --dry touched nothing
+    fixed = host_env.deploy().check()
+    assert fixed.changed >= 1  # the chmod (and Alertmanager's reload: its config changed)
+    assert host_env.host.file(config).mode == 0o644
+    assert host_env.deploy().check().changed == 0

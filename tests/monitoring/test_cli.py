@@ -8,7 +8,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ import pytest
 
 from monitoring import metrics
 from monitoring.cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, main
+from monitoring.probes import PROXY_ROUTE
+from monitoring.state import load_state, save_state
 from monitoring.watchdog_config import Listen, WatchdogConfig
 from tests.monitoring.conftest import LiveStack
 from tests.support.litellm_proxy import free_port
@@ -156,3 +160,28 @@ def test_watch_runs_serves_metrics_and_stops_on_sigterm(
     assert not Path(config.paths.state_file).with_name("watchdog.pid").exists()
     for secret in live.secret_values():
         assert secret not in out.decode(errors="replace")
+
+
+def test_status_wait_returns_once_the_watchdog_saw_the_proxy(
+        config_file: tuple[WatchdogConfig, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """``status --wait`` (what `make deploy` prints): it waits for a proxy success recorded
+    AFTER it started, and says so when none comes."""
+    config, path = config_file
+    assert main(["status", "--wait", "0.6", "--config", str(path)]) == EXIT_OK
+    assert "did not answer the watchdog within" in capsys.readouterr().err
+
+    def watchdog_sees_the_proxy() -> None:
+        state = load_state(config.paths.state_file).state
+        state.active_target = config.targets[0].name
+        state.route(PROXY_ROUTE).last_success = datetime.now(UTC)
+        save_state(state, config.paths.state_file)
+
+    timer = threading.Timer(0.3, watchdog_sees_the_proxy)
+    timer.start()
+    try:
+        assert main(["status", "--wait", "30", "--config", str(path)]) == EXIT_OK
+    finally:
+        timer.cancel()
+    captured = capsys.readouterr()
+    assert "did not answer" not in captured.err
+    assert f"active target: {config.targets[0].label}" in captured.out

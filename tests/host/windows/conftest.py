@@ -37,7 +37,7 @@ from tasks.windows import powershell as ps
 REPO = Path(__file__).resolve().parents[3]
 REQUIRED = ("WINRM_HOST", "WINRM_USER", "WINRM_PASSWORD")
 SKIP_REASON = ("no Windows host configured: set WINRM_HOST, WINRM_USER and WINRM_PASSWORD "
-               "(docs/windows.md) to verify a real Windows host")
+               "(README: Windows hosts over WinRM) to verify a real Windows host")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,13 +162,16 @@ def linux_platforms(machine: str, glibc: tuple[int, int]) -> list[str]:
 
 def build_project_wheel(dest: Path) -> Path:
     """Our wheel, built in a clean copy of the sources (no stale ``build/``) with a fixed
-    timestamp: the same sources give the same bytes."""
+    timestamp: the same sources (pyproject.toml and monitoring/) give the same bytes."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(REPO / name, src / name)
+        shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
+        # The wheel's long description: a fixed line, not the README, so that editing the
+        # docs does not make a new wheel (and a reinstall and restarts on every host).
+        (src / "README.md").write_text("The provider-fallback watchdog (see the project's "
+                                       "README).\n", encoding="utf-8")
         shutil.copytree(REPO / "monitoring", src / "monitoring",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         out = Path(tmp) / "out"
@@ -221,21 +225,41 @@ def _tar(source: Path, files: Sequence[Path], out: Path) -> None:
     tmp.rename(out)
 
 
+#: Per wheelhouse key: a lock for this process and the result once built. pyinfra prepares
+#: hosts in gevent greenlets (it monkey-patches threading, so these locks yield to the other
+#: greenlets); the blocking flock below must never be waited on by a second greenlet of the
+#: same process, or the whole run deadlocks while the first one waits for pip.
+_BUILD_LOCKS: dict[str, threading.Lock] = {}
+_BUILT: dict[str, Wheelhouse] = {}
+_GUARD = threading.Lock()
+
+
 def build_wheelhouse(stack: Stack, markers: Mapping[str, str],
                      platforms: Sequence[str]) -> Wheelhouse:
     """The wheelhouse for a host with these ``markers`` and pip ``platforms`` tags.
 
-    Cached by content: hosts alike share one download, and a second deploy reuses it.
+    Cached by content: hosts alike share one download (and one build per run), and a second
+    deploy reuses it.
     """
     pins = load_pins(stack, markers)
     python_version = ".".join(markers["python_full_version"].split(".")[:2])
     key_src = "\n".join([*(p.line() for p in pins), *platforms, python_version])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    with _GUARD:
+        process_lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
+    with process_lock:
+        if key not in _BUILT:
+            _BUILT[key] = _build(key, pins, platforms, python_version)
+        return _BUILT[key]
+
+
+def _build(key: str, pins: Sequence[Pin], platforms: Sequence[str],
+           python_version: str) -> Wheelhouse:
     root = cache_root() / "wheelhouse"
     root.mkdir(parents=True, exist_ok=True)
     house = root / key
     with open(root / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same wheelhouse
         if not (house / ".complete").exists():
             shutil.rmtree(house, ignore_errors=True)
             house.mkdir()

@@ -20,13 +20,16 @@ from tasks.linux.facts import HostPlatform, PythonMarkers
 from tasks.render.common import Rendered
 from tasks.wheelhouse import Wheelhouse, build_wheelhouse, linux_platforms
 
-#: The venv is made from Debian's python3 (the packages step installs it with its venv
-#: module), never from whatever ``python3`` comes first on PATH (pyenv, a user's venv).
-SYSTEM_PYTHON = "/usr/bin/python3"
+#: Host data this deploy reads, with its defaults (pyinfra's ``data_defaults``):
+#: ``system_python``, the interpreter the venv is made from: Debian's python3 (the packages
+#: step installs it with its venv module), never whatever ``python3`` comes first on PATH
+#: (pyenv, a user's venv).
+DATA_DEFAULTS = {"system_python": "/usr/bin/python3"}
 
 
 def _wheelhouse_for_host(stack: Stack) -> tuple[Wheelhouse, str]:
-    markers = host.get_fact(PythonMarkers, python=SYSTEM_PYTHON)
+    python = str(host.data.get("system_python"))
+    markers = host.get_fact(PythonMarkers, python=python)
     if markers is None:
         # A bare host without python3: the packages step installs Debian's; the wheels
         # are chosen for it (Debian 12's Python 3.11) and pip checks them again there.
@@ -36,10 +39,10 @@ def _wheelhouse_for_host(stack: Stack) -> tuple[Wheelhouse, str]:
                    "platform_python_implementation": "CPython", "glibc": "2.36"}
     glibc = tuple(int(x) for x in (markers.pop("glibc", "") or "2.17").split(".")[:2])
     platforms = linux_platforms(markers["platform_machine"], (glibc[0], glibc[1]))
-    return build_wheelhouse(stack, markers, platforms), SYSTEM_PYTHON
+    return build_wheelhouse(stack, markers, platforms), python
 
 
-@deploy("provider-fallback (Linux/WSL)")
+@deploy("provider-fallback (Linux/WSL)", data_defaults=DATA_DEFAULTS)
 def linux_stack(stack: Stack, rendered: Rendered) -> None:
     lay = layout(stack, "linux")
     platform = host.get_fact(HostPlatform)

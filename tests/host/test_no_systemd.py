@@ -1,11 +1,15 @@
-"""A host whose PID 1 is not systemd (a container; WSL before ``systemd=true``): the deploy
+"""Hosts whose PID 1 is not systemd (a container; WSL before ``systemd=true``): the deploy
 installs the watchdog's init script, the watchdog supervises the LiteLLM proxy itself, and
 Debian's Prometheus and Alertmanager run from their init scripts. Still a running stack,
-still idempotent, and a killed proxy comes back without any init system's help."""
+still idempotent, and a killed proxy comes back without any init system's help.
+
+Two such hosts are deployed in ONE pyinfra run, as a fleet is: pyinfra prepares hosts in
+concurrent greenlets, which share one wheelhouse build."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ pytestmark = pytest.mark.host
 @dataclass
 class Plain:
     guest: TestHost
+    others: list[TestHost]
     stack: Stack
     layout: Layout
     inventory: Path
@@ -53,14 +58,23 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plain]:
     stack = load_stack(STACK_FILE)
     env = {name: fake_key("sk-") for name in stack.secret_env_names()}
     with contextlib.ExitStack() as cleanup:
-        (guest,) = cleanup.enter_context(booted_hosts(1, systemd=False))
-        inventory = write_inventory(tmp_path_factory.mktemp("plain") / "inventory.py", [guest])
+        guest, *others = cleanup.enter_context(booted_hosts(2, systemd=False))
+        inventory = write_inventory(tmp_path_factory.mktemp("plain") / "inventory.py",
+                                    [guest, *others])
         first = run_deploy(inventory, env).check()
-        yield Plain(guest, stack, layout(stack, "linux"), inventory, env, first)
+        yield Plain(guest, others, stack, layout(stack, "linux"), inventory, env, first)
 
 
 def _proxy_up(plain: Plain) -> bool:
     return plain.http_status(f"{plain.stack.proxy_url}/health/liveliness") == 200
+
+
+def test_one_run_provisioned_every_host_of_the_fleet(plain: Plain) -> None:
+    assert plain.first.output.count("stack valid") == 1 + len(plain.others)
+    for other in plain.others:
+        peer = Plain(other, [], plain.stack, plain.layout, plain.inventory, plain.env,
+                     plain.first)
+        until(functools.partial(_proxy_up, peer), 120, f"the proxy of {other.name} answering")
 
 
 def test_pid1_is_not_systemd_and_the_deploy_said_so(plain: Plain) -> None:
@@ -107,7 +121,8 @@ def test_a_changed_proxy_config_restarts_the_proxy(plain: Plain, tmp_path: Path)
     pid_file = plain.layout.state(PROXY_PID_FILE)
     before = plain.sh(f"cat {pid_file}").strip()
     changed = {"stack": {"litellm": {"request_timeout": "61s"}}}
-    inventory = write_inventory(tmp_path / "inventory.py", [plain.guest], changed)
+    inventory = write_inventory(tmp_path / "inventory.py", [plain.guest, *plain.others],
+                                changed)
     run_deploy(inventory, plain.env).check()
     assert plain.guest.ssh(f"kill -0 {before}").returncode != 0, "the old proxy still runs"
     until(lambda: _proxy_up(plain), 120, "the proxy back with the new config")

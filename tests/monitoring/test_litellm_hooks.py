@@ -47,7 +47,7 @@ from tests.monitoring.conftest import UPSTREAM_OF, build_test_stack
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
 from tests.support.runbook import runbook_total
-from tests.support.watchdog_harness import RecordingBackend, event_lines, fast_config
+from tests.support.watchdog_harness import RecordingBackend, event_lines, fast_config, until
 
 pytestmark = pytest.mark.live
 
@@ -322,15 +322,15 @@ def test_degraded_mode_serves_stale_answers_and_says_when_it_cannot(clean: HookS
             assert STALE_HEADER not in good.headers
             for up in h.upstreams.values():
                 up.set_fault("500")
-            await _until(lambda: dog.state.degraded, 30, "degraded mode")
+            await until(lambda: dog.state.degraded, 30, "degraded mode")
             stale = await asyncio.to_thread(h.chat, "groq-70b", "what is degraded mode",
                                             cache=NO_CACHE)
             new = await asyncio.to_thread(h.chat, "groq-70b", "a prompt never seen",
                                           cache=NO_CACHE)
             for up in h.upstreams.values():
                 up.clear_fault()
-            await _until(lambda: not dog.state.degraded, 60, "leaving degraded mode")
-            await _until(lambda: (dog.exporter.registry.get_sample_value(
+            await until(lambda: not dog.state.degraded, 60, "leaving degraded mode")
+            await until(lambda: (dog.exporter.registry.get_sample_value(
                 metrics.STALE_ANSWERS.name) or 0) >= 1, 10, "the stale answer counted")
         finally:
             stop.set()
@@ -353,10 +353,3 @@ def test_degraded_mode_serves_stale_answers_and_says_when_it_cannot(clean: HookS
     assert stale_records[0].cost_usd == 0
 
 
-async def _until(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)

@@ -31,6 +31,8 @@ class Layout:
     state_dir: str
     log_dir: str
     litellm_config: str
+    #: The proxy's logging (uvicorn dictConfig): request lines off, see proxy_command.
+    litellm_log_config: str
     watchdog_config: str
     secrets_env: str | None
     prometheus_bin: str
@@ -81,6 +83,7 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
             state_dir=lx.state_dir,
             log_dir=lx.log_dir,
             litellm_config=str(p(lx.config_dir, "litellm.yaml")),
+            litellm_log_config=str(p(lx.config_dir, "litellm-logging.json")),
             watchdog_config=str(p(lx.config_dir, "watchdog.json")),
             secrets_env=str(p(lx.config_dir, "secrets.env")),
             prometheus_bin="/usr/bin/prometheus",
@@ -114,6 +117,7 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
         state_dir=str(root / "state"),
         log_dir=str(root / "logs"),
         litellm_config=str(root / "config" / "litellm.yaml"),
+        litellm_log_config=str(root / "config" / "litellm-logging.json"),
         watchdog_config=str(root / "config" / "watchdog.json"),
         secrets_env=None,  # Windows keeps secrets in the user's environment variables
         prometheus_bin=str(root / "prometheus" / "prometheus.exe"),
@@ -142,10 +146,15 @@ PROXY_ENV: dict[str, str] = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 def proxy_command(stack: Stack, lay: Layout) -> list[str]:
     """The proxy's command line. ``python -m litellm`` (the runbook's) does not start the proxy:
     the package has no ``__main__``; ``litellm.proxy.proxy_cli`` is what its console script runs.
+
+    ``--log_config``: uvicorn's request log would write three lines a second from the
+    watchdog's probes alone (~260,000 a day into the journal or litellm.log); the rendered
+    config keeps LiteLLM's and uvicorn's own messages and drops the per-request lines.
     """
     listen = stack.litellm.listen
     return [lay.python, "-m", "litellm.proxy.proxy_cli", "--config", lay.litellm_config,
-            "--host", listen.host, "--port", str(listen.port)]
+            "--host", listen.host, "--port", str(listen.port),
+            "--log_config", lay.litellm_log_config]
 
 
 def watchdog_command(lay: Layout) -> list[str]:

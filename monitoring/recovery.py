@@ -54,6 +54,8 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 #: The process backend's PID file for the proxy, in the state directory (the sysvinit script
 #: stops the proxy through it).
 PROXY_PID_FILE = "litellm.pid"
+#: ...and its output, in the log directory.
+PROXY_LOG_FILE = "litellm.log"
 
 
 class RecoveryError(RuntimeError):
@@ -225,7 +227,7 @@ def choose_backend(config: WatchdogConfig, runner: Runner = run_command) -> Back
         return SystemdBackend(proxy.systemd_unit, runner)
     state_dir = Path(config.paths.state_dir)
     return ProcessBackend(proxy.command, proxy.env, state_dir / PROXY_PID_FILE,
-                          Path(config.paths.log_dir) / "litellm.log", proxy.config_path,
+                          Path(config.paths.log_dir) / PROXY_LOG_FILE, proxy.config_path,
                           cwd=state_dir)
 
 

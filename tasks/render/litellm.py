@@ -14,7 +14,7 @@ from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import Layout
 from monitoring.stack import Stack
 from monitoring.stack_checks import MAX_FALLBACKS
-from tasks.render.common import Artifact, Rendered, dump_yaml
+from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
 
 HEADER = "# Rendered from stack.yaml by provider-fallback: edit stack.yaml, not this file.\n"
 
@@ -124,7 +124,26 @@ def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
     }
 
 
+#: uvicorn's logging for the proxy (``--log_config``): its own and LiteLLM's messages kept,
+#: the access log (one line per request, three a second from the probes) at WARNING.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default",
+                             "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+    },
+}
+
+
 def artifacts(stack: Stack, lay: Layout) -> Rendered:
-    """``litellm/config.yaml``: readable by the service group only (it names, not holds, keys)."""
+    """``litellm/config.yaml``: readable by the service group only (it names, not holds, keys);
+    ``litellm/logging.json``: the proxy's log config."""
     return {"litellm/config.yaml": Artifact(dump_yaml(config(stack, lay), HEADER),
-                                            lay.litellm_config, mode=0o640)}
+                                            lay.litellm_config, mode=0o640),
+            "litellm/logging.json": Artifact(dump_json(LOG_CONFIG), lay.litellm_log_config,
+                                             mode=0o640)}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.layout import Layout, layout
-from monitoring.recovery import PROXY_PID_FILE
+from monitoring.recovery import PROXY_LOG_FILE, PROXY_PID_FILE
 from monitoring.stack import Stack
 from monitoring.stack_load import load_stack
 from tests.host.conftest import STACK_FILE, unavailable, until
@@ -89,6 +89,11 @@ def test_the_stack_runs_from_init_scripts(plain: Plain) -> None:
     until(lambda: _proxy_up(plain), 120, "the proxy, started by the watchdog, answering")
     am = plain.stack.alertmanager.listen
     assert plain.http_status(f"http://{am.host}:{am.port}/-/ready") == 200
+    # The proxy runs with the rendered --log_config: its log has its start-up lines but not a
+    # line per probe request (the watchdog probes it every second).
+    log = plain.sh(f"cat {plain.layout.log(PROXY_LOG_FILE)}")
+    assert "Uvicorn running" in log or "Application startup complete" in log
+    assert "GET /health/liveliness" not in log
     assert plain.guest.ssh(f"test -e /etc/systemd/system/{plain.stack.linux.units.litellm}"
                            ).returncode != 0  # no units on a host that cannot use them
 

@@ -74,6 +74,12 @@ def _metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _model_name(deployment: Any) -> str | None:
+    """The model group a router deployment belongs to (its ``model_name``)."""
+    name = deployment.get("model_name") if isinstance(deployment, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def _extra(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params.get(k) for k in ("tools", "tool_choice", "response_format")}
 
@@ -100,7 +106,15 @@ class ProxyHooks(CustomLogger):  # type: ignore[misc]
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
                                   call_type: Any) -> dict[str, Any]:
         policy = self.policy
-        if policy is None or not isinstance(data.get("model"), str):
+        if policy is None:
+            return data
+        if str(call_type) == "pass_through_endpoint":
+            # /openai/..., /gemini/... forward to a provider with the stack's own keys, past
+            # the budget, the prices and the fallbacks: this bundle uses none of them.
+            raise HTTPException(status_code=403, detail=(
+                "provider-fallback: pass-through routes are disabled; use /v1/chat/completions"
+                " with a model of the stack"))
+        if not isinstance(data.get("model"), str):
             return data
         meta = data.setdefault("metadata", {})
         wish = data.get("cache")
@@ -119,10 +133,13 @@ class ProxyHooks(CustomLogger):  # type: ignore[misc]
                                        messages: Any, request_kwargs: Any = None,
                                        parent_otel_span: Any = None) -> list[Any]:
         policy = self.policy
-        if policy is not None and not policy.deployment_allowed(model):
+        if policy is None:
+            return healthy_deployments
+        kept = [d for d in healthy_deployments
+                if policy.deployment_allowed(str(_model_name(d) or model))]
+        if len(kept) != len(healthy_deployments):
             log.warning("provider-fallback: kill switch active, no request to paid %s", model)
-            return []
-        return healthy_deployments
+        return kept
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: Any, end_time: Any) -> None:

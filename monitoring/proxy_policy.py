@@ -145,7 +145,11 @@ class ProxyPolicy:
         Raises :class:`KillSwitchBlockedError` when ``model`` is paid and nothing free can
         serve it.
         """
-        if model not in self.paid or not self.kill_switch_active():
+        # An allow-list, not a deny-list: while the switch is on, anything that is not a free
+        # alias (a deployment name such as "openai/gpt-4", a deployment id, a wildcard) is
+        # served by a free model, so no spelling of a paid model reaches its upstream.
+        free = set(self.config.models) - self.paid
+        if model in free or model == self.degraded_model or not self.kill_switch_active():
             return None
         allow = self.config.budget.free_allow_list
         chain = self.config.fallbacks.get(model, [])
@@ -158,7 +162,8 @@ class ProxyPolicy:
         return candidates[0]
 
     def deployment_allowed(self, model_group: str) -> bool:
-        """False for a paid model group while the kill switch is on (fallbacks included)."""
+        """False for a paid model group while the kill switch is on (fallbacks included);
+        judge each deployment by its own ``model_name``, never by the name requested."""
         return model_group not in self.paid or not self.kill_switch_active()
 
     # -- degraded mode

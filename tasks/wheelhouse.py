@@ -126,10 +126,15 @@ def load_pins(stack: Stack, markers: Mapping[str, str]) -> list[Pin]:
         raise LockError(f"no lock for litellm {stack.litellm.version} ({path.relative_to(REPO)}):"
                         " run `make lock` after changing litellm.version in stack.yaml")
     pins = parse_lock(path.read_text(), markers)
-    litellm = [p for p in pins if p.name == "litellm"]
-    if not litellm or litellm[0].version != stack.litellm.version:
-        raise LockError(f"{path.name} does not pin litellm=={stack.litellm.version}: "
-                        "run `make lock`")
+    by_name = {p.name: p.version for p in pins}
+    for line in lock_inputs(stack):  # e.g. a dependency added to pyproject.toml since
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(dict(markers)):
+            continue
+        have = by_name.get(canonicalize_name(req.name))
+        if have is None or not req.specifier.contains(have, prereleases=True):
+            raise LockError(f"{path.name} does not satisfy {line} (it pins "
+                            f"{have or 'nothing'}): run `make lock`")
     return pins
 
 
@@ -274,6 +279,9 @@ def _build(key: str, pins: Sequence[Pin], platforms: Sequence[str],
         if not tar.exists():
             files = [house / "requirements.txt", wheel, *(house / "wheels").iterdir()]
             _tar(house, files, tar)
+        for old in house.glob("bundle-*.tar"):  # one 170 MB tar per watchdog build otherwise
+            if old != tar:
+                old.unlink()
     return Wheelhouse(key, tar, tuple(pins), f"project/{wheel.name}", wheel_sha)
 
 
@@ -292,6 +300,9 @@ def wheel_directory(stack: Stack, markers: Mapping[str, str],
     house = build_wheelhouse(stack, markers, platforms)
     root = house.tar.parent
     flat = root / f"flat-{house.project_sha256[:16]}"
+    for old in root.glob("flat-*"):
+        if old != flat:
+            shutil.rmtree(old, ignore_errors=True)
     if not flat.exists():
         tmp = root / f".{flat.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

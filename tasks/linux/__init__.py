@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pyinfra import host, logger  # type: ignore[attr-defined]
 from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import DeployError
 
 from monitoring.layout import layout
 from monitoring.stack import Stack
@@ -31,12 +32,11 @@ def _wheelhouse_for_host(stack: Stack) -> tuple[Wheelhouse, str]:
     python = str(host.data.get("system_python"))
     markers = host.get_fact(PythonMarkers, python=python)
     if markers is None:
-        # A bare host without python3: the packages step installs Debian's; the wheels
-        # are chosen for it (Debian 12's Python 3.11) and pip checks them again there.
-        markers = {"python_version": "3.11", "python_full_version": "3.11.2",
-                   "os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
-                   "platform_machine": "x86_64", "implementation_name": "cpython",
-                   "platform_python_implementation": "CPython", "glibc": "2.36"}
+        # The wheels are chosen for the host's own Python (version, machine, glibc); without
+        # it they would be a guess that pip on the host may refuse.
+        raise DeployError(f"{host.name}: no {python} on the host. Install Python 3 first "
+                          "(apt-get install python3), or set host data system_python to "
+                          "the interpreter to build the venv from, and deploy again")
     glibc = tuple(int(x) for x in (markers.pop("glibc", "") or "2.17").split(".")[:2])
     platforms = linux_platforms(markers["platform_machine"], (glibc[0], glibc[1]))
     return build_wheelhouse(stack, markers, platforms), python

@@ -46,6 +46,10 @@ def put_bytes(data: bytes, dest: str, user: str = "root", group: str = "root",
     if not info or host.get_fact(Sha256File, path=dest) != want:
         staged = f"{dest}.pf-new"
         q_staged, q_dest = shlex.quote(staged), shlex.quote(dest)
+        if not mode & 0o077:
+            # A user-only file (the secrets) is user-only from its first byte: the upload
+            # overwrites this empty 0600 file and keeps its mode.
+            yield f"install -m {mode:o} /dev/null {q_staged}"
         yield FileUploadCommand(io.BytesIO(data), staged,
                                 remote_temp_filename=host.get_temp_filename(staged))
         yield f"chown {shlex.quote(user)}:{shlex.quote(group)} {q_staged}"
@@ -117,8 +121,8 @@ def venv_from_wheelhouse(venv: str, python: str, wheelhouse: Wheelhouse,
 
 
 def merged_ini(current: str | None, section: str, values: Mapping[str, str]) -> str | None:
-    """``current`` with ``values`` set in ``section``, every other line kept; None when it
-    already holds them."""
+    """``current`` with ``values`` set in ``section``, every other section and key kept
+    (comments are not: configparser drops them); None when it already holds them."""
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(current or "")

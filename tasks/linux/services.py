@@ -27,15 +27,17 @@ def ensure_service(name: str, *, systemd_host: bool, restart_on: Sequence[Operat
     op: Callable[..., OperationMeta]
     if systemd_host:
         unit = name if name.endswith(".service") else f"{name}.service"
-        started = systemd.service(name=f"{unit} enabled and running", service=unit,
-                                  running=True, enabled=True)
+        systemd.service(name=f"{unit} enabled", service=unit, enabled=True)
+        started = systemd.service(name=f"{unit} running", service=unit, running=True)
         op, label = systemd.service, unit
     else:
         label = name.removesuffix(".service")
-        started = sysvinit.service(name=f"{label} enabled and running (no systemd: /etc/init.d)",
-                                   service=label, running=True, enabled=True)
+        sysvinit.service(name=f"{label} enabled (no systemd: /etc/init.d)", service=label,
+                         enabled=True)
+        started = sysvinit.service(name=f"{label} running", service=label, running=True)
         op = sysvinit.service
     # A service started just now already runs the new inputs: no restart or reload then.
+    # (Enabling is a separate operation: enabling a running service must not hide a restart.)
     not_just_started = lambda: not started.did_change()  # noqa: E731
     if restart_on:
         op(name=f"restart {label}: its inputs changed", service=label, restarted=True,

@@ -12,7 +12,8 @@ WSL_CONF = "/etc/wsl.conf"
 
 def _tell_shutdown() -> None:
     logger.warning(f"{host.name}: {WSL_CONF} now has [boot] systemd=true: run `wsl --shutdown` "
-                   "once from Windows, then deploy again to move the services to systemd")
+                   "once from Windows, then deploy again to move the services to systemd "
+                   "(WSL 2; WSL 1 has no systemd and keeps the init scripts)")
 
 
 def wsl_systemd() -> None:

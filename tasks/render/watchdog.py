@@ -31,6 +31,17 @@ from tasks.render import windows
 from tasks.render.common import Artifact, Rendered, dump_json
 
 
+def _provider_config(path: str, lay: Layout) -> str:
+    """The kill switch's file as ONE absolute path on Linux: ``~`` is the service account's
+    home, which the deploy makes the state directory. The proxy (its unit sets HOME there),
+    the watchdog and a ``provider-fallback budget`` run by the developer or through sudo must
+    all read and write the same file, whatever their own HOME is. On Windows everything runs
+    as the one user whose profile ``~`` is."""
+    if lay.os == "linux" and (path == "~" or path.startswith("~/")):
+        return lay.join(lay.state_dir, path[2:]) if len(path) > 1 else lay.state_dir
+    return path
+
+
 def _providers(stack: Stack) -> list[ProviderSpec]:
     """One entry per provider; its models share api_base and key (checked by the schema)."""
     out: dict[str, ProviderSpec] = {}
@@ -112,7 +123,8 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                     event_log=lay.log(wd.event_log), event_jsonl=lay.log(wd.event_jsonl),
                     state_file=lay.state(wd.state_file), cost_log=lay.log(budget.cost_log),
                     alert_log=lay.log(budget.alert_log),
-                    provider_config=getattr(budget.provider_config, lay.os)),
+                    provider_config=_provider_config(getattr(budget.provider_config, lay.os),
+                                                     lay)),
         budget=BudgetSpec(monthly_usd=budget.monthly_usd,
                           warning_percent=budget.levels_percent.warning,
                           critical_percent=budget.levels_percent.critical,

@@ -137,6 +137,8 @@ def test_alertmanager_is_ready_and_wired_to_prometheus(env: HostEnv) -> None:
 
 
 def test_no_secret_is_in_a_world_readable_file(env: HostEnv) -> None:
+    """Every world-readable file of the guest's root file system (-xdev: /proc, /sys, /dev
+    and the tmpfs mounts are other file systems)."""
     values = sorted(env.env.values())
     patterns = " ".join(f"-e {v}" for v in values)
     out = env.run("find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o "

@@ -12,7 +12,6 @@ pytestmark = pytest.mark.host
 def test_a_second_deploy_changes_nothing(host_env: HostEnv) -> None:
     again = host_env.deploy().check()
     assert again.changed == 0, again.output[-6000:]
-    # Nothing restarted either: the proxy is the same process as before the deploy.
 
 
 def test_dry_run_proposes_no_change(host_env: HostEnv) -> None:
@@ -20,12 +19,18 @@ def test_dry_run_proposes_no_change(host_env: HostEnv) -> None:
     assert dry.proposed == 0, dry.output[-6000:]
 
 
-def test_the_proxy_was_not_restarted_by_a_no_op_deploy(host_env: HostEnv) -> None:
-    unit = host_env.stack.linux.units.litellm
-    before = host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+def test_no_service_was_restarted_by_a_no_op_deploy(host_env: HostEnv) -> None:
+    units = [host_env.stack.linux.units.litellm, host_env.stack.linux.units.watchdog,
+             "prometheus.service", "prometheus-alertmanager.service"]
+
+    def pids() -> list[str]:
+        return [host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+                for unit in units]
+
+    before = pids()
     host_env.deploy().check()
-    after = host_env.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
-    assert before == after != "0"
+    assert pids() == before
+    assert "0" not in before
 
 
 def test_dry_run_shows_a_drift_and_changes_nothing(host_env: HostEnv) -> None:

@@ -250,6 +250,18 @@ def test_levels_then_the_kill_switch_stops_every_paid_request(clean: HookStack) 
         assert reply.status_code == 200, reply.text
         assert reply.headers[KILL_SWITCH_HEADER] == f"{model} -> groq-70b"
     assert h.chat("openrouter-free").status_code == 200  # free ones still answer
+    # Other spellings of a paid model: the deployments' own names (LiteLLM routes them as
+    # specific deployments) are served by a free model too.
+    for name in ("openai/gpt-4", "openai/gemini-2.5-pro"):
+        reply = h.chat(name, f"after the switch {name}")
+        assert reply.status_code == 200, reply.text
+        assert reply.headers[KILL_SWITCH_HEADER].startswith(f"{name} -> "), reply.headers
+    # LiteLLM's provider pass-through routes would use the stack's keys past every check.
+    passthrough = httpx.post(f"{h.proxy.url}/openai/v1/chat/completions", timeout=30,
+                             headers={"Authorization": f"Bearer {h.master_key}"},
+                             json={"model": "gpt-4", "messages": [
+                                 {"role": "user", "content": "through"}]})
+    assert passthrough.status_code == 403, passthrough.text
     assert h.paid_requests() == paid_before, "no paid model received a request"
 
 

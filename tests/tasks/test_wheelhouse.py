@@ -76,3 +76,13 @@ def test_the_watchdog_wheel_is_reproducible(tmp_path: Path) -> None:
     assert first.name == second.name
     assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(
         second.read_bytes()).digest()
+
+
+def test_a_lock_that_misses_an_input_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dependency added to pyproject.toml without `make lock`: the watchdog (installed
+    with --no-deps) would fail at import on every host, so the deploy stops first."""
+    stack = load_stack(STACK)
+    inputs = wheelhouse.lock_inputs(stack)
+    monkeypatch.setattr(wheelhouse, "lock_inputs", lambda _stack: [*inputs, "httpx>=99"])
+    with pytest.raises(LockError, match=r"does not satisfy httpx>=99 .*make lock"):
+        load_pins(stack, DEBIAN_12)

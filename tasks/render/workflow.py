@@ -48,7 +48,11 @@ def build(stack: Stack, lay: Layout) -> dict[str, Any]:
         "jobs": {"deploy": {
             "runs-on": list(RUNNER_LABELS),
             "timeout-minutes": 30,
-            "env": {"PROVIDER_FALLBACK_CONFIG": config},
+            # `check` probes with the keys (and the master key) from the environment: the
+            # repository's secrets of the same names, never written into the workflow.
+            "env": {"PROVIDER_FALLBACK_CONFIG": config,
+                    **{name: f"${{{{ secrets.{name} }}}}"
+                       for name in stack.secret_env_names()}},
             "steps": [
                 {"name": "Pre-deployment health check (runbook 6.1)",
                  "run": f'"{cli}" check || echo "not every provider is healthy: deploying '

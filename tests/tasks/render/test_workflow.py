@@ -38,7 +38,9 @@ def test_steps_follow_the_runbook_and_the_stack(stack: Stack, linux_layout: Layo
     assert f"provider={stack.targets[0].name}" in pick
     assert f"provider={stack.targets[1].name}" in pick
     assert job["steps"][3]["run"] == f'"{linux_layout.watchdog_bin}" check'
-    assert job["env"] == {"PROVIDER_FALLBACK_CONFIG": linux_layout.watchdog_config}
+    # The keys `check` probes with come from the repository's secrets, by name only.
+    assert job["env"] == {"PROVIDER_FALLBACK_CONFIG": linux_layout.watchdog_config,
+                          **{n: "${{ secrets." + n + " }}" for n in stack.secret_env_names()}}
 
 
 @needs_actionlint

@@ -23,11 +23,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+if sys.platform != "win32":
+    import fcntl
 
 StrPath = str | os.PathLike[str]
 
@@ -224,3 +229,50 @@ def atomic_write(
         owner = (parent_st.st_uid, parent_st.st_gid)
     _write_replace(target, data, mode, owner, expect)
     return backup
+
+
+def lock_exclusive(fd: int) -> None:
+    """An exclusive flock on ``fd`` (POSIX), released by close or by the kernel when the
+    holder dies. On Windows a no-op: there the watchdog is the one writer of each file."""
+    if sys.platform != "win32":
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+@contextlib.contextmanager
+def locked(path: StrPath, mode: int = 0o640) -> Iterator[None]:
+    """Hold :func:`lock_exclusive` on the lock file ``path`` (created) for a read-decide-write
+    shared with another process."""
+    target = Path(path)
+    ensure_dir(target.parent, 0o750)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        lock_exclusive(fd)
+        yield
+    finally:
+        os.close(fd)
+
+
+def append_locked(path: StrPath, data: bytes, mode: int,
+                  repair: Callable[[int], bytes] | None = None) -> None:
+    """Append ``data`` as ONE ``write`` on an ``O_APPEND`` descriptor, then fsync.
+
+    Appenders are serialised by :func:`lock_exclusive`, so ``repair`` (given the descriptor,
+    called under the lock) can look at the file's end, deal with a line a crash left torn, and
+    return bytes to write before ``data`` (or ``b""``). The file is opened per call: a log
+    rotated away meanwhile is simply re-created, with ``mode``.
+    """
+    target = Path(path)
+    ensure_dir(target.parent, 0o750)
+    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(target, flags, mode)
+    try:
+        lock_exclusive(fd)
+        if repair is not None:
+            data = repair(fd) + data
+        written = os.write(fd, data)
+        while written < len(data):  # only on a full disk or similar; the rest, best effort
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)

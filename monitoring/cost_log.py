@@ -29,17 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring.atomic import StrPath, ensure_dir
-
-if sys.platform != "win32":
-    import fcntl
+from monitoring.atomic import StrPath, append_locked
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +123,6 @@ def parse_line(line: bytes | str) -> CostRecord | None:
 # ----------------------------------------------------------------------------- writing
 
 
-def _lock(fd: int) -> None:
-    if sys.platform != "win32":
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-
 def _cut_torn_tail(fd: int) -> int:
     """Truncate bytes after the last newline (a line a crash left unfinished); how many."""
     size = os.fstat(fd).st_size
@@ -159,23 +150,13 @@ def _cut_torn_tail(fd: int) -> int:
 
 def append_record(path: StrPath, record: CostRecord) -> None:
     """Append one record as one line (see the module docstring for the guarantees)."""
-    data = record.line().encode("ascii")
-    target = Path(path)
-    ensure_dir(target.parent, 0o750)
-    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-    fd = os.open(target, flags, COST_LOG_MODE)
-    try:
-        _lock(fd)
+    def cut_torn_line(fd: int) -> bytes:
         cut = _cut_torn_tail(fd)
         if cut:
-            log.warning("cut a torn line of %d bytes off the end of %s", cut, target)
-        written = os.write(fd, data)
-        while written < len(data):  # only on a full disk or similar
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            log.warning("cut a torn line of %d bytes off the end of %s", cut, path)
+        return b""
+
+    append_locked(path, record.line().encode("ascii"), COST_LOG_MODE, cut_torn_line)
 
 
 # ----------------------------------------------------------------------------- reading

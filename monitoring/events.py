@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,12 +58,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring.atomic import StrPath, ensure_dir
+from monitoring.atomic import StrPath, append_locked
 from monitoring.stack import looks_like_secret
 from monitoring.watchdog_config import WatchdogConfig, WindowsEvents
-
-if sys.platform != "win32":
-    import fcntl
 
 log = logging.getLogger(__name__)
 
@@ -249,17 +245,6 @@ def kill_switch_message(active: bool, spend_usd: float, budget_usd: float) -> st
 # ------------------------------------------------------------------------------- writing
 
 
-def _lock(fd: int) -> None:
-    """Serialise appenders (the watchdog and the CLI) for the check-then-write below.
-
-    Without it one appender can see another's line half-copied into the file, take it for a
-    torn line and mark it. POSIX only: released by close, or by the kernel when a writer dies.
-    On Windows the watchdog is the only appender.
-    """
-    if sys.platform != "win32":
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-
 def _ends_with_newline(fd: int) -> bool:
     size = os.fstat(fd).st_size
     if size == 0:
@@ -276,22 +261,12 @@ def append_line(path: StrPath, line: str) -> None:
     :data:`TORN_MARK` and a newline: the torn bytes stay a line of their own, marked as such
     for a human, and skipped by :func:`read_events` in both files.
     """
-    data = line.encode("utf-8")
-    target = Path(path)
-    ensure_dir(target.parent, 0o750)
-    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-    fd = os.open(target, flags, LOG_FILE_MODE)
-    try:
-        _lock(fd)
-        if not _ends_with_newline(fd):
-            data = (TORN_MARK + "\n").encode("utf-8") + data
-        written = os.write(fd, data)
-        while written < len(data):  # only on a full disk or similar; the rest, best effort
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Appenders (the watchdog and the CLI) are serialised: without the lock one could see
+    # another's line half-copied into the file, take it for a torn line and mark it.
+    def end_torn_line(fd: int) -> bytes:
+        return b"" if _ends_with_newline(fd) else (TORN_MARK + "\n").encode("utf-8")
+
+    append_locked(path, line.encode("utf-8"), LOG_FILE_MODE, end_torn_line)
 
 
 def windows_event_writer(source: str, *, module: Any = None) -> WindowsWriter:

@@ -34,24 +34,25 @@ the agent files to free targets only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from monitoring.atomic import FileStamp, StrPath, atomic_write, ensure_dir, expand_user, stamp
+from monitoring.atomic import (
+    FileStamp,
+    StrPath,
+    atomic_write,
+    ensure_dir,
+    expand_user,
+    locked,
+    stamp,
+)
 from monitoring.cost_log import format_ts, month_of
 from monitoring.events import EventKind, EventLog, append_line, kill_switch_message
 from monitoring.watchdog_config import WatchdogConfig
-
-if sys.platform != "win32":
-    import fcntl
 
 log = logging.getLogger(__name__)
 
@@ -164,24 +165,12 @@ class KillSwitch:
         atomic_write(self.path, (json.dumps(data, indent=2) + "\n").encode("utf-8"),
                      new_mode=PROVIDER_CONFIG_MODE)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise read-decide-write between the proxy and the watchdog (POSIX)."""
-        ensure_dir(self.lock_path.parent, 0o750)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
-        try:
-            if sys.platform != "win32":
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     # -- decisions
 
     def update(self, spend: float, exceeded: bool, now: datetime) -> Transition | None:
         """Decide with this month's ``spend``; write the file and log a transition."""
         month = month_of(now)
-        with self._locked():
+        with locked(self.lock_path):
             raw = self._read_raw()
             old = KillState.of(raw)
             new, transition = decide(old, month, spend, exceeded, now)
@@ -194,7 +183,7 @@ class KillSwitch:
     def reset(self, spend: float, now: datetime) -> bool:
         """``budget reset``: off, and kept off for the rest of this month. False if it was off."""
         month = month_of(now)
-        with self._locked():
+        with locked(self.lock_path):
             raw = self._read_raw()
             old = KillState.of(raw)
             was_active = old.active_in(month)

@@ -74,12 +74,6 @@ def _metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _model_name(deployment: Any) -> str | None:
-    """The model group a router deployment belongs to (its ``model_name``)."""
-    name = deployment.get("model_name") if isinstance(deployment, dict) else None
-    return name if isinstance(name, str) else None
-
-
 def _extra(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params.get(k) for k in ("tools", "tool_choice", "response_format")}
 
@@ -135,8 +129,7 @@ class ProxyHooks(CustomLogger):  # type: ignore[misc]
         policy = self.policy
         if policy is None:
             return healthy_deployments
-        kept = [d for d in healthy_deployments
-                if policy.deployment_allowed(str(_model_name(d) or model))]
+        kept = policy.allowed_deployments(healthy_deployments, model)
         if len(kept) != len(healthy_deployments):
             log.warning("provider-fallback: kill switch active, no request to paid %s", model)
         return kept

@@ -11,7 +11,7 @@ prices, budget and allow-list.
   is kept for degraded mode.
 - :meth:`substitute` (pre-call hook): while the kill switch is on, a paid model name is served
   by a free one of the allow-list (its own fallback chain's first free model, else the first
-  free model of the allow-list), and :meth:`deployment_allowed` keeps the router from ever
+  free model of the allow-list), and :meth:`allowed_deployments` keeps the router from ever
   reaching a paid deployment, fallbacks included.
 - :meth:`degraded_answer` (the ``degraded-cache`` model): the stale answer or None.
 """
@@ -69,6 +69,12 @@ class Served:
     cost_usd: float
 
 
+def _model_name(deployment: Any, default: str) -> str:
+    """The model group a router deployment belongs to (its ``model_name``)."""
+    name = deployment.get("model_name") if isinstance(deployment, dict) else None
+    return name if isinstance(name, str) else default
+
+
 class ProxyPolicy:
     """The decisions of the proxy's hooks for one host."""
 
@@ -78,6 +84,7 @@ class ProxyPolicy:
         self.clock = clock
         self.table = cost_table(config)
         self.paid = {name for name, m in config.models.items() if not m.is_free}
+        self.free = set(config.models) - self.paid
         events = EventLog.from_config(config, clock=clock)
         self.kill = KillSwitch(config, home=home, events=events)
         degraded = config.degraded
@@ -148,12 +155,12 @@ class ProxyPolicy:
         # An allow-list, not a deny-list: while the switch is on, anything that is not a free
         # alias (a deployment name such as "openai/gpt-4", a deployment id, a wildcard) is
         # served by a free model, so no spelling of a paid model reaches its upstream.
-        free = set(self.config.models) - self.paid
-        if model in free or model == self.degraded_model or not self.kill_switch_active():
+        if (model in self.free or model == self.degraded_model
+                or not self.kill_switch_active()):
             return None
         allow = self.config.budget.free_allow_list
         chain = self.config.fallbacks.get(model, [])
-        free_models = [n for n in allow if n in self.config.models and n not in self.paid]
+        free_models = [n for n in allow if n in self.free]
         candidates = [n for n in chain if n in free_models] + cost_order(free_models, self.table)
         if not candidates:
             raise KillSwitchBlockedError(
@@ -161,10 +168,14 @@ class ProxyPolicy:
                 "budget.free_allow_list is served by this proxy")
         return candidates[0]
 
-    def deployment_allowed(self, model_group: str) -> bool:
-        """False for a paid model group while the kill switch is on (fallbacks included);
-        judge each deployment by its own ``model_name``, never by the name requested."""
-        return model_group not in self.paid or not self.kill_switch_active()
+    def allowed_deployments(self, deployments: list[Any], requested: str) -> list[Any]:
+        """``deployments`` without the paid ones while the kill switch is on (fallbacks
+        included), each judged by its own ``model_name``, never by the name requested. The
+        switch's file is read once per routing decision, and only when a paid one is there."""
+        paid = [d for d in deployments if _model_name(d, requested) in self.paid]
+        if not paid or not self.kill_switch_active():
+            return deployments
+        return [d for d in deployments if _model_name(d, requested) not in self.paid]
 
     # -- degraded mode
 

@@ -181,15 +181,20 @@ def build_project_wheel(dest: Path) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         out = Path(tmp) / "out"
         env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                               "--disable-pip-version-check", "-w", str(out), str(src)],
-                              env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise LockError(f"building the {PROJECT} wheel failed: {done.stderr[-2000:]}")
+        _pip(["wheel", "--no-deps", "-w", str(out), str(src)], f"building the {PROJECT} wheel",
+             env)
         (wheel,) = out.glob("*.whl")
         target = dest / wheel.name
         shutil.copy2(wheel, target)
     return target
+
+
+def _pip(args: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> None:
+    """Run the controller's pip quietly; LockError with pip's own last words on failure."""
+    done = subprocess.run([sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check",
+                           *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise LockError(f"{what} failed: {done.stderr[-3000:]}")
 
 
 def _sha256(path: Path) -> str:
@@ -204,15 +209,13 @@ def _download(pins: Sequence[Pin], dest: Path, platforms: Sequence[str],
               python_version: str) -> None:
     reqs = dest / "requirements.txt"
     reqs.write_text("".join(pin.line() + "\n" for pin in pins))
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--no-deps", "--require-hashes", "--only-binary=:all:", "--implementation", "cp",
-            "--python-version", python_version, "-d", str(dest / "wheels"), "-r", str(reqs)]
+    argv = ["download", "--no-deps", "--require-hashes", "--only-binary=:all:",
+            "--implementation", "cp", "--python-version", python_version,
+            "-d", str(dest / "wheels"), "-r", str(reqs)]
     for tag in platforms:
         argv += ["--platform", tag]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LockError("downloading the wheelhouse failed (the controller needs the package "
-                        f"index once; later runs use the cache): {done.stderr[-3000:]}")
+    _pip(argv, "downloading the wheelhouse (the controller needs the package index once; "
+               "later runs use the cache)")
 
 
 def _tar(source: Path, files: Sequence[Path], out: Path) -> None:

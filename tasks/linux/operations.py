@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.facts.files import File, FileContents, Sha256File
 
-from tasks.linux.facts import Venv
+from tasks.linux.facts import UfwStatus, Venv
 from tasks.wheelhouse import PROJECT, Wheelhouse
 
 Commands = Generator[str | StringCommand | FileUploadCommand, None, None]
@@ -156,8 +156,6 @@ def ini_values(path: str, section: str, values: dict[str, str], mode: int = 0o64
 @operation()
 def ufw_allow(port: int, sources: list[str], comment: str) -> Commands:
     """ufw rules allowing TCP ``port`` from each of ``sources``, matched by their comment."""
-    from tasks.linux.facts import UfwStatus
-
     status = host.get_fact(UfwStatus) or []
     present = [line for line in status if f"# {comment}" in line and f"{port}/tcp" in line]
     missing = [src for src in sources if not any(src in line for line in present)]

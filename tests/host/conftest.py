@@ -16,13 +16,11 @@ import contextlib
 import json
 import os
 import shlex
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paramiko
 import pytest
 import testinfra
@@ -35,6 +33,7 @@ from tasks.render import render
 from tasks.render.common import Rendered
 from tests.support.deploy_run import DeployResult, fake_key, run_deploy, write_inventory
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.polling import until
 from tests.support.testhost import TestHost, booted_hosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +58,42 @@ def unavailable() -> str | None:
     if not Path("/proc/filesystems").read_text().count("overlay"):
         return "the kernel has no overlayfs for the test host's copy-on-write root"
     return None
+
+
+#: GET from inside a guest with its own python3 (a bare host has no curl): prints the status
+#: on the first line, then the body. With a variable name, the bearer token is read there from
+#: the 0600 secrets file, so a key never crosses a command line.
+_GUEST_GET = (
+    "import sys, urllib.request, urllib.error\n"
+    "url, env_name, secrets, timeout = sys.argv[1:5]\n"
+    "headers = {}\n"
+    "if env_name:\n"
+    "    for line in open(secrets):\n"
+    "        name, _, value = line.strip().partition('=')\n"
+    "        if name == env_name:\n"
+    "            headers['Authorization'] = 'Bearer ' + value.strip('\"')\n"
+    "req = urllib.request.Request(url, headers=headers)\n"
+    "try:\n"
+    "    with urllib.request.urlopen(req, timeout=float(timeout)) as r:\n"
+    "        status, body = r.status, r.read()\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    status, body = e.code, e.read()\n"
+    "except OSError as e:\n"
+    "    status, body = 0, str(e).encode()\n"
+    "print(status)\n"
+    "sys.stdout.write(body.decode('utf-8', 'replace'))\n")
+
+
+def guest_get(url: str, key_env: str = "", secrets: str = "", timeout: float = 5) -> str:
+    """The shell command that GETs ``url`` inside a guest (see :func:`parse_guest_get`)."""
+    return " ".join(shlex.quote(a) for a in (
+        "python3", "-c", _GUEST_GET, url, key_env, secrets, str(timeout)))
+
+
+def parse_guest_get(stdout: str) -> tuple[int, str]:
+    """(status, body) printed by :func:`guest_get`; status 0 when nothing answered."""
+    status, _, body = stdout.partition("\n")
+    return int(status or 0), body
 
 
 @dataclass
@@ -92,31 +127,9 @@ class HostEnv:
     def http(self, url: str, *, auth: bool = False, timeout: float = 5) -> tuple[int, str]:
         """GET ``url`` from inside the guest; with ``auth`` the master key is read there from
         the 0600 secrets file (it never crosses a command line)."""
-        script = (
-            "import sys, urllib.request, urllib.error\n"
-            "url, env_name, secrets, timeout = sys.argv[1:5]\n"
-            "headers = {}\n"
-            "if env_name:\n"
-            "    for line in open(secrets):\n"
-            "        name, _, value = line.strip().partition('=')\n"
-            "        if name == env_name:\n"
-            "            headers['Authorization'] = 'Bearer ' + value.strip('\"')\n"
-            "req = urllib.request.Request(url, headers=headers)\n"
-            "try:\n"
-            "    with urllib.request.urlopen(req, timeout=float(timeout)) as r:\n"
-            "        status, body = r.status, r.read()\n"
-            "except urllib.error.HTTPError as e:\n"
-            "    status, body = e.code, e.read()\n"
-            "except OSError as e:\n"
-            "    status, body = 0, str(e).encode()\n"
-            "print(status)\n"
-            "sys.stdout.write(body.decode('utf-8', 'replace'))\n")
         key_env = self.stack.litellm.master_key_env if auth else ""
-        command = " ".join(shlex.quote(a) for a in (
-            "python3", "-c", script, url, key_env, self.layout.secrets_env or "", str(timeout)))
-        out = self.host.run(command)
-        status, _, body = out.stdout.partition("\n")
-        return int(status or 0), body
+        out = self.host.run(guest_get(url, key_env, self.layout.secrets_env or "", timeout))
+        return parse_guest_get(out.stdout)
 
     def json(self, url: str, *, auth: bool = False) -> Any:
         status, body = self.http(url, auth=auth)
@@ -125,19 +138,6 @@ class HostEnv:
 
     def url(self, listen: Any, path: str) -> str:
         return f"{listen.url.rstrip('/')}{path}"
-
-
-def until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns a truthy value; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(AssertionError, OSError, httpx.HTTPError):
-            last = check()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def wait_ready(env: HostEnv, timeout: float = 180) -> None:

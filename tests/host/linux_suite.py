@@ -16,6 +16,7 @@ import yaml
 
 from monitoring import metrics
 from monitoring.stack import Stack
+from tasks.linux.facts import PythonMarkers
 from tasks.linux.files import owner
 from tasks.wheelhouse import PROJECT, load_pins
 from tests.host.conftest import HostEnv
@@ -37,15 +38,11 @@ def test_the_venv_holds_the_pinned_litellm_and_the_whole_lock(env: HostEnv) -> N
     have = {name.replace("_", "-").replace(".", "-"): v
             for name, v in json.loads(out.stdout).items()}
     assert have["litellm"] == env.stack.litellm.version
-    markers = json.loads(env.run("python3 -c 'import json, platform, sys, os; print(json.dumps("
-                                 "{\"python_full_version\": platform.python_version(), "
-                                 "\"python_version\": \"%d.%d\" % sys.version_info[:2], "
-                                 "\"sys_platform\": sys.platform, \"os_name\": os.name, "
-                                 "\"platform_system\": platform.system(), "
-                                 "\"platform_machine\": platform.machine(), "
-                                 "\"implementation_name\": sys.implementation.name, "
-                                 "\"platform_python_implementation\": "
-                                 "platform.python_implementation()}))'").stdout)
+    # The host's markers as the deploy reads them (its own fact, run over SSH).
+    fact = PythonMarkers()
+    out = env.run(fact.command(python="/usr/bin/python3").get_raw_value())
+    markers = fact.process(out.stdout.splitlines())
+    assert markers is not None
     wrong = {p.name: (p.version, have.get(p.name)) for p in load_pins(env.stack, markers)
              if have.get(p.name) != p.version}
     assert not wrong, f"lock pins missing or at another version (want, have): {wrong}"

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from monitoring.rules import PROVIDER_DOWN
-from tests.host.conftest import HostEnv, until
+from tests.host.conftest import HostEnv
+from tests.support.polling import until
 
 pytestmark = pytest.mark.host
 

@@ -12,8 +12,9 @@ import pytest
 
 from monitoring.layout import layout
 from monitoring.stack_load import load_stack
-from tests.host.conftest import STACK_FILE, until
+from tests.host.conftest import STACK_FILE
 from tests.support.deploy_run import REPO, run_deploy
+from tests.support.polling import until
 
 pytestmark = [
     pytest.mark.host,

@@ -20,8 +20,9 @@ from monitoring.layout import Layout, layout
 from monitoring.recovery import PROXY_LOG_FILE, PROXY_PID_FILE
 from monitoring.stack import Stack
 from monitoring.stack_load import load_stack
-from tests.host.conftest import STACK_FILE, unavailable, until
+from tests.host.conftest import STACK_FILE, guest_get, parse_guest_get, unavailable
 from tests.support.deploy_run import DeployResult, fake_key, run_deploy, write_inventory
+from tests.support.polling import until
 from tests.support.testhost import TestHost, booted_hosts
 
 pytestmark = pytest.mark.host
@@ -43,11 +44,7 @@ class Plain:
         return done.stdout
 
     def http_status(self, url: str) -> int:
-        out = self.guest.ssh(
-            "python3 -c 'import sys, urllib.request\n"
-            "try:\n print(urllib.request.urlopen(sys.argv[1], timeout=3).status)\n"
-            "except Exception as e:\n print(getattr(e, \"code\", 0))' " + url)
-        return int(out.stdout.strip() or 0)
+        return parse_guest_get(self.guest.ssh(guest_get(url, timeout=3)).stdout)[0]
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ from tasks.render import litellm, watchdog
 from tests.monitoring.conftest import UPSTREAM_OF, build_test_stack
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
+from tests.support.polling import until as poll
 from tests.support.runbook import runbook_total
 from tests.support.watchdog_harness import RecordingBackend, event_lines, fast_config, until
 
@@ -167,24 +168,17 @@ def clean(hooks: HookStack) -> Iterator[HookStack]:
 def records(h: HookStack, count: int, timeout: float = 10) -> list[CostRecord]:
     """The cost log once it has ``count`` lines: LiteLLM runs success callbacks just after
     the reply is sent, so a line lands a few milliseconds after the client has its answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = list(iter_records(h.config.paths.cost_log))
-        if len(found) >= count:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(found)} of {count} cost records within {timeout} s")
-        time.sleep(0.02)
+    found: list[CostRecord] = poll(
+        lambda: (rows if len(rows := list(iter_records(h.config.paths.cost_log))) >= count
+                 else None), timeout, f"{count} cost records", interval=0.02)
+    return found
 
 
 def kill_state_active(h: HookStack, timeout: float = 10) -> KillState:
     """The kill switch's state once active: the proxy's callback writes it just after the
     cost line of the crossing request, so poll with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not (state := h.kill_state()).active:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the kill switch not active within {timeout} s")
-        time.sleep(0.02)
+    state: KillState = poll(lambda: (s if (s := h.kill_state()).active else None), timeout,
+                            "the kill switch active", interval=0.02)
     return state
 
 

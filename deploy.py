@@ -12,18 +12,29 @@ place: :func:`tasks.linux.linux_stack` (Linux and WSL) or :func:`tasks.windows.d
 from __future__ import annotations
 
 import os
+import sys
 
 from pyinfra import host, logger  # type: ignore[attr-defined]
 
+from monitoring.stack_checks import Problem
 from monitoring.stack_load import StackError, load_stack
 from tasks.render import render
+from tasks.render.__main__ import EXIT_INVALID
 from tasks.secrets import controller_secrets, master_key_file
 
 stack_file = host.data.get("stack_file", "inventory/stack.yaml")
+_absent = object()
+# Absent `stack` host data means no overrides; any value given (even None or {}) is checked
+# by load_stack: an empty one is refused rather than silently ignored.
+_overrides = host.data.get("stack", _absent)
 try:
-    stack = load_stack(stack_file, host.data.get("stack"))
+    if not isinstance(stack_file, str):
+        raise StackError(f"{host.name}: host data stack_file", [Problem(
+            ("stack_file",), repr(type(stack_file).__name__), "the path of a stack file")])
+    stack = load_stack(stack_file, None if _overrides is _absent else _overrides)
 except StackError as exc:
-    raise SystemExit(exc.report()) from None
+    print(exc.report(), file=sys.stderr)
+    raise SystemExit(EXIT_INVALID) from None
 
 target = host.data.get("target_os", "linux")
 # Linux: without LITELLM_MASTER_KEY in the environment a key generated for the host is used

@@ -14,19 +14,29 @@ ignored setting.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, IPvAnyNetwork
 from pydantic_core import PydanticCustomError
 
 # --------------------------------------------------------------------------- scalar types
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+# ASCII digits only: Python's float() also reads "٣" as 3, which no other tool would.
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 _DURATION_HELP = "a duration such as 30s, 5m, 1h or a number of seconds"
+#: Prometheus and Alertmanager keep durations in whole milliseconds: anything shorter renders
+#: as ``0s``, which they read as "unset" (or refuse), so it is refused here.
+MIN_DURATION_S = 0.001
+#: Ten years: longer is a typo, and Prometheus' own limit (int64 ms) is not far off in y units.
+MAX_DURATION_S = 10 * 365 * 86400
 
 
 def parse_duration(value: object) -> float:
@@ -38,7 +48,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise PydanticCustomError("duration", _DURATION_HELP)
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip()
         if not text or _DURATION_PART.sub("", text) != "":
@@ -48,8 +61,14 @@ def parse_duration(value: object) -> float:
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
     else:
         raise PydanticCustomError("duration", _DURATION_HELP)
-    if seconds <= 0:
+    if not seconds > 0:  # also NaN
         raise PydanticCustomError("duration", "a positive duration (greater than 0)")
+    if seconds < MIN_DURATION_S:
+        raise PydanticCustomError(
+            "duration", "at least 1ms: Prometheus and Alertmanager round shorter durations to "
+            "0s, which they read as unset")
+    if not seconds <= MAX_DURATION_S:  # also inf
+        raise PydanticCustomError("duration", "a finite duration of at most 10 years (3650d)")
     return seconds
 
 
@@ -64,7 +83,23 @@ def prom_duration(seconds: float) -> str:
     return "".join(out) or "0s"
 
 
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+#: ``\Z``, not ``$`` (which also matches before a trailing newline).
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+#: Variables the system, the shells, the dynamic loader, Python or GitHub Actions read for
+#: themselves: a stack naming one would overwrite it in the services' environment (or, in
+#: the workflow, is refused by GitHub).
+SYSTEM_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "TERM", "LANG", "LANGUAGE",
+    "TZ", "TMPDIR", "TMP", "TEMP", "IFS", "ENV", "BASH_ENV", "CDPATH", "MAIL", "HOSTNAME",
+    "DISPLAY", "EDITOR", "PAGER", "SUDO_USER", "NOTIFY_SOCKET", "INVOCATION_ID",
+    "SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT", "USERPROFILE", "APPDATA", "LOCALAPPDATA",
+    "PROGRAMDATA", "PROGRAMFILES", "USERNAME", "USERDOMAIN", "PSMODULEPATH", "CI",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "PROVIDER_FALLBACK_CONFIG", "LITELLM_LOCAL_MODEL_COST_MAP",
+})
+SYSTEM_ENV_PREFIXES = ("LD_", "LC_", "PYTHON", "SYSTEMD_", "GITHUB_", "RUNNER_", "XDG_",
+                       "DYLD_", "UV_", "PIP_")
 # Shapes of real provider keys; anything long, mixed and without spaces is treated alike.
 _SECRET_SHAPES = re.compile(
     r"^(gsk_|sk-|sk_|xai-|AIza|ghp_|github_pat_|hf_|pk-|rk-|eyJ)|^[A-Za-z0-9_\-./+=]{24,}$"
@@ -76,8 +111,40 @@ def looks_like_secret(value: str) -> bool:
     return bool(_SECRET_SHAPES.search(value)) and not ENV_NAME.match(value)
 
 
+# Candidate tokens of a report: split where a key usually ends (spaces, quotes, "=", ":", "/",
+# brackets), so "api_key=gsk_..." and "'sk-...'" are caught and paths fall into short pieces.
+_REPORT_TOKEN = re.compile(r"[^\s\"'`,;:=/\\()\[\]{}<>|]+")
+_KEY_PREFIX = re.compile(r"^(gsk_|sk-|sk_|xai-|AIza|ghp_|gho_|github_pat_|hf_|pk-|rk-|eyJ)")
+
+
+def _secret_token(token: str) -> bool:
+    """A known key prefix, or a long run mixing letters and digits (random key material);
+    not a model name or a unit name, whose parts between - _ . are short words."""
+    if _KEY_PREFIX.match(token) and len(token) >= 12:
+        return True
+    return any(len(part) >= 16 and any(c.isdigit() for c in part)
+               and any(c.isalpha() for c in part) for part in re.split(r"[-_.]", token))
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every token shaped like a key replaced by ``[redacted]``.
+
+    The one redaction of validation reports: applied to the whole report (values, YAML paths,
+    since a key can be a pasted secret, and the messages of cross-section checks), so no
+    check has to remember it.
+    """
+    return _REPORT_TOKEN.sub(
+        lambda m: "[redacted]" if _secret_token(m.group()) else m.group(), text)
+
+
 def _env_name(value: str) -> str:
     if ENV_NAME.match(value):
+        if value in SYSTEM_ENV_NAMES or value.startswith(SYSTEM_ENV_PREFIXES):
+            raise PydanticCustomError(
+                "system_env_name",
+                "a variable name of the bundle's own (e.g. GROQ_API_KEY): {name} is used by the "
+                "system itself (names starting {prefixes} too)",
+                {"name": value, "prefixes": ", ".join(SYSTEM_ENV_PREFIXES)})
         return value
     if looks_like_secret(value):
         raise PydanticCustomError(
@@ -91,35 +158,137 @@ def _env_name(value: str) -> str:
     )
 
 
+#: An IPv6 zone (``fe80::1%eth0``): an interface name or index, nothing a shell, a URL or a
+#: workflow expression would read.
+_SCOPE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+
+
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise PydanticCustomError("ip", "an IP address such as 127.0.0.1") from None
+    scope = getattr(ip, "scope_id", None)
+    if scope is not None and not _SCOPE_ID.match(scope):
+        raise PydanticCustomError(
+            "ip", "an IPv6 zone of letters, digits, '_', '.' and '-' only (an interface name)")
+    return str(ip)
+
+
+# The characters RFC 3986 allows in a URL, minus the quote and the parentheses, which no
+# provider endpoint needs and which would only matter to a shell or a template.
+_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:@\[\]%]+(/[A-Za-z0-9\-._~:/?#@!&*+,;=%]*)?\Z")
 
 
 def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if not _URL.match(value) or not parts.hostname or not port_ok:
         raise PydanticCustomError("url", "an http:// or https:// URL")
     return value.rstrip("/")
 
 
 #: LiteLLM releases known to be compromised (the March 2026 supply-chain incident and the
-#: 1.107 line); a stack naming one is refused before anything is rendered.
-COMPROMISED_LITELLM = re.compile(r"^(1\.82\.7|1\.82\.8|1\.107\.\d+)$")
+#: 1.107 line); a stack naming one is refused before anything is rendered. Compared by
+#: packaging's rules (as pip and uv compare them), so no other spelling slips past.
+COMPROMISED_LITELLM = (SpecifierSet("==1.82.7"), SpecifierSet("==1.82.8"),
+                       SpecifierSet("==1.107.*"))
+
+
+def is_compromised_litellm(version: str) -> bool:
+    """Whether ``version`` is, by PEP 440, one of :data:`COMPROMISED_LITELLM`."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return False
+    return any(spec.contains(parsed, prereleases=True) for spec in COMPROMISED_LITELLM)
 
 
 def _pinned_version(value: str) -> str:
-    if not re.match(r"^\d+\.\d+\.\d+$", value):
+    if not re.match(r"^[0-9]+\.[0-9]+\.[0-9]+\Z", value):
         raise PydanticCustomError(
             "version", "an exact version X.Y.Z (the proxy is installed pinned, with hashes)"
         )
-    if COMPROMISED_LITELLM.match(value):
+    if is_compromised_litellm(value):
         raise PydanticCustomError(
             "compromised",
             "a LiteLLM release that is not known to be compromised (1.82.7, 1.82.8 and every"
             " 1.107.x are refused); pin 1.108.7",
         )
+    canonical = str(Version(value))
+    if canonical != value:
+        raise PydanticCustomError(
+            "version", "the canonical spelling {canonical}: pip and uv read {value!r} as it",
+            {"canonical": canonical, "value": value})
+    return value
+
+
+# Line breaks, other C0/C1 controls, and the bidirectional overrides that make text read
+# differently from what it is ("Trojan source").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "text", "one line of text: no line breaks, tabs, control or bidirectional characters")
+    return value
+
+
+def _no_dot_segments(parts: list[str]) -> None:
+    if any(part in (".", "..") for part in parts):
+        raise PydanticCustomError("path", "a path without '.' or '..' parts (write it out in full)")
+
+
+def _posix_path(home: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        _one_line(value)
+        if not (value.startswith("/") or (home and value.startswith("~/"))):
+            raise PydanticCustomError(
+                "path", "an absolute path starting with /" + (" or ~/" if home else ""))
+        _no_dot_segments(value.split("/")[1:])
+        return value
+    return AfterValidator(check)
+
+
+# Characters Windows refuses in a path, and %: Task Scheduler expands %NAME% in a task's
+# command and arguments, so a path holding one is not what it looks like.
+_WINDOWS_BAD = re.compile(r'[<>"|?*%]')
+
+
+def _windows_path(home: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        _one_line(value)
+        rest = value[3:] if re.match(r"^[A-Za-z]:\\", value) else (
+            value[2:] if home and value.startswith("~\\") else None)
+        if rest is None:
+            raise PydanticCustomError(
+                "path", "an absolute Windows path such as C:\\ProgramData\\X"
+                + (" or one under ~\\" if home else ""))
+        if _WINDOWS_BAD.search(rest) or ":" in rest:
+            raise PydanticCustomError(
+                "path", "a Windows path without % (Task Scheduler would expand it), "
+                "< > \" | ? * or a second ':'")
+        _no_dot_segments(rest.replace("/", "\\").split("\\"))
+        return value
+    return AfterValidator(check)
+
+
+def _task_name(value: str) -> str:
+    """Windows drops trailing dots and spaces from names, and '.'/'..' are not names at all."""
+    if value.strip(". ") == "" or value.endswith((".", " ")):
+        raise PydanticCustomError(
+            "task_name", "a name that is not '.' or '..' and does not end with '.' or a space")
+    return value
+
+
+def _task_folder(value: str) -> str:
+    for part in value.strip("\\").split("\\"):
+        if part:
+            _task_name(part)
     return value
 
 
@@ -136,12 +305,23 @@ PositiveCount = Annotated[int, Field(ge=1)]
 Percent = Annotated[float, Field(gt=0, le=1000)]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 LitellmVersion = Annotated[str, AfterValidator(_pinned_version)]
+#: Free text (labels, titles, names shown to people): one line, bounded. Render keeps it
+#: inert in every format (tests/tasks/render/test_hostile_text.py proves it).
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
+OptionalText = Annotated[str, Field(max_length=200), AfterValidator(_one_line)]
+#: A path on a host: absolute, or under the service user's home (~) where the type says so.
+PosixPath = Annotated[str, Field(max_length=1024), _posix_path(home=False)]
+HomePosixPath = Annotated[str, Field(max_length=1024), _posix_path(home=True)]
+WindowsPath = Annotated[str, Field(max_length=260), _windows_path(home=False)]
+HomeWindowsPath = Annotated[str, Field(max_length=260), _windows_path(home=True)]
+#: A Prometheus/Alertmanager label name (Alertmanager 0.25 refuses any other), or "..." (all).
+LabelName = Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\.\.\.)$")]
 
 
 class Strict(BaseModel):
     """Base of every section: unknown keys are errors and values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Listen(Strict):
@@ -177,10 +357,17 @@ class Listen(Strict):
 
 
 class OsPaths(Strict):
-    """One path per target OS (Linux covers WSL)."""
+    """One path per target OS (Linux covers WSL): absolute, or under the user's home (~)."""
 
-    linux: str = Field(min_length=1)
-    windows: str = Field(min_length=1)
+    linux: HomePosixPath
+    windows: HomeWindowsPath
+
+
+class HostDirs(Strict):
+    """One absolute directory per target OS."""
+
+    linux: PosixPath
+    windows: WindowsPath
 
 
 # --------------------------------------------------------------------------- litellm
@@ -190,7 +377,7 @@ class Model(Strict):
     """One model alias served by the proxy (runbook section 9.2)."""
 
     provider: Slug
-    upstream_model: str = Field(min_length=1)
+    upstream_model: Text
     api_base: HttpUrl
     api_key_env: EnvName
     input_usd_per_1k: Price
@@ -241,7 +428,7 @@ class LitellmTarget(Strict):
 
     kind: Literal["litellm"]
     name: Slug
-    label: str = Field(min_length=1)
+    label: Text
     model: Slug
 
 
@@ -250,7 +437,7 @@ class DirectTarget(Strict):
 
     kind: Literal["direct"]
     name: Slug
-    label: str = Field(min_length=1)
+    label: Text
     model: Slug
 
 
@@ -259,9 +446,9 @@ class AgentTarget(Strict):
 
     kind: Literal["agent"]
     name: Slug
-    label: str = Field(min_length=1)
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
+    label: Text
+    provider: Text
+    model: Text
     is_free: bool
 
 
@@ -353,7 +540,7 @@ class LinuxUnits(Strict):
 
 
 # Plain characters only: these paths go into unit lines and Debian ARGS= lines unquoted.
-AbsPosix = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/@+-]*$")]
+AbsPosix = Annotated[PosixPath, Field(pattern=r"^/[A-Za-z0-9._/@+-]*$")]
 
 
 class Linux(Strict):
@@ -372,13 +559,14 @@ class Linux(Strict):
 
 
 class Firewall(Strict):
-    name: str = Field(min_length=1)
+    name: Text
     profiles: list[Literal["Domain", "Private", "Public"]] = Field(min_length=1)
-    remote_addresses: list[str] = Field(min_length=1)
+    remote_addresses: list[Text] = Field(min_length=1)
 
 
 TaskName = Annotated[str, Field(min_length=1, max_length=200,
-                                pattern=r"^[^\\/\x00-\x1f\x7f%]+$")]
+                                pattern=r"^[^\\/\x00-\x1f\x7f%]+$"), AfterValidator(_one_line),
+                     AfterValidator(_task_name)]
 
 
 def _task_restart_interval(seconds: float) -> float:
@@ -390,7 +578,8 @@ def _task_restart_interval(seconds: float) -> float:
 class ScheduledTasks(Strict):
     """Task Scheduler folder and task names (no slashes, % or control characters)."""
 
-    folder: Annotated[str, Field(pattern=r"^\\([^\\/\x00-\x1f%]+\\)*$")]
+    folder: Annotated[str, Field(pattern=r"^\\([^\\/\x00-\x1f%]+\\)*$"), AfterValidator(_one_line),
+                      AfterValidator(_task_folder)]
     litellm: TaskName
     watchdog: TaskName
     prometheus: TaskName
@@ -407,8 +596,8 @@ class EventIds(Strict):
 
 
 class EventLog(Strict):
-    source: str = Field(min_length=1)
-    log: str = Field(min_length=1)
+    source: Text
+    log: Text
     ids: EventIds
 
 
@@ -420,8 +609,8 @@ class Release(Strict):
 
 
 class Windows(Strict):
-    install_root: Annotated[str, Field(pattern=r"^[A-Za-z]:\\")]
-    python: str = Field(min_length=1)
+    install_root: WindowsPath
+    python: WindowsPath
     firewall: Firewall
     tasks: ScheduledTasks
     event_log: EventLog
@@ -462,15 +651,15 @@ class Webhook(Strict):
 
 
 # host:port (Alertmanager refuses a smarthost without a port), or empty when email is off.
-SmartHost = Annotated[str, Field(pattern=r"^$|^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")]
+SmartHost = Annotated[str, Field(pattern=r"^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")]
 
 
 class Email(Strict):
     enabled: bool
-    to: str = ""
-    sender: str = ""
+    to: OptionalText = ""
+    sender: OptionalText = ""
     smarthost: SmartHost = ""
-    auth_username: str = ""
+    auth_username: OptionalText = ""
     auth_password_env: EnvName | None = None
 
 
@@ -480,7 +669,7 @@ class Receivers(Strict):
 
 
 class Route(Strict):
-    group_by: list[str] = Field(min_length=1)
+    group_by: list[LabelName] = Field(min_length=1)
     group_wait: Duration
     group_interval: Duration
     repeat_interval: Duration
@@ -495,12 +684,12 @@ class Alertmanager(Strict):
 
 class GrafanaDashboard(Strict):
     uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
-    title: str = Field(min_length=1)
+    title: Text
 
 
 class GrafanaDatasource(Strict):
     uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
-    name: str = Field(min_length=1)
+    name: Text
 
 
 class Grafana(Strict):
@@ -508,8 +697,8 @@ class Grafana(Strict):
     listen: Listen
     dashboard: GrafanaDashboard
     datasource: GrafanaDatasource
-    provisioning_dir: OsPaths
-    dashboards_dir: OsPaths
+    provisioning_dir: HostDirs
+    dashboards_dir: HostDirs
 
 
 # --------------------------------------------------------------------------- root

@@ -232,9 +232,27 @@ def check_windows_tasks(stack: Stack) -> Iterator[Problem]:
                           f"a name of its own: windows.tasks.{other} already uses it")
 
 
+#: Units of the services the bundle runs beside its own (Debian's packages, Grafana's).
+OTHER_UNITS = ("prometheus.service", "prometheus-alertmanager.service", "grafana-server.service")
+
+
+def check_linux_units(stack: Stack) -> Iterator[Problem]:
+    """The two units have names of their own, distinct from the units of the packages the
+    bundle installs beside them (systemd compares unit names exactly)."""
+    units = stack.linux.units
+    if units.litellm == units.watchdog:
+        yield Problem(("linux", "units", "watchdog"), repr(units.watchdog),
+                      "a name of its own: linux.units.litellm already uses it")
+    for key in ("litellm", "watchdog"):
+        name = getattr(units, key)
+        if name in OTHER_UNITS:
+            yield Problem(("linux", "units", key), repr(name),
+                          f"a name no package uses ({', '.join(OTHER_UNITS)} are taken)")
+
+
 CHECKS: tuple[Check, ...] = (
     check_fallbacks, check_models, check_targets, check_budget, check_ports, check_order,
-    check_email, check_windows_tasks,
+    check_email, check_windows_tasks, check_linux_units,
 )
 
 

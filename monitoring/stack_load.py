@@ -4,24 +4,29 @@ expected.
 
 Nothing downstream runs on a bad file: render and deploy only ever receive a validated Stack.
 Values that look like secrets are never echoed in a report (they are exactly the values a user
-pastes by mistake into an ``*_env`` field).
+pastes by mistake into an ``*_env`` field): the whole report passes
+:func:`~monitoring.stack.redact_secrets`, YAML paths included. The YAML itself is read bounded
+and strict by :mod:`monitoring.stack_yaml`; host data (a YAML file or pyinfra's Python values)
+goes through the same checks as the file before it is merged.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from monitoring.stack import ENV_NAME, Stack, looks_like_secret
+from monitoring import stack_yaml
+from monitoring.stack import ENV_NAME, Stack, looks_like_secret, redact_secrets
 from monitoring.stack_checks import Path, Problem, cross_check
+from monitoring.stack_yaml import YamlError
 
 
 class StackError(ValueError):
@@ -46,48 +51,14 @@ class StackError(ValueError):
             origin = " (from host data)" if _is_overridden(self.overridden, problem.path) else ""
             prefix = f"line {line}: " if line else ""
             out.append(f"  - {prefix}{where}{origin}")
-            out.append(f"      found:    {problem.found}")
-            out.append(f"      expected: {problem.expected}")
-        return "\n".join(out)
+            out.append(f"      found:    {_one_line(problem.found)}")
+            out.append(f"      expected: {_one_line(problem.expected)}")
+        return redact_secrets("\n".join(out))
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in this mapping", key_node.start_mark)
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _line_index(node: yaml.Node | None, path: Path = ()) -> dict[Path, int]:
-    """1-based line of every key and item, by path, from the composed YAML tree."""
-    lines: dict[Path, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, key_node.value)
-            lines[child] = key_node.start_mark.line + 1
-            lines.update(_line_index(value_node, child))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*path, i)
-            lines[child] = item.start_mark.line + 1
-            lines.update(_line_index(item, child))
-    return lines
+def _one_line(text: str) -> str:
+    """A report line stays one line: a value's own line breaks are shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _line_for(lines: dict[Path, int], path: Path) -> int | None:
@@ -119,6 +90,10 @@ def merge(base: Any, override: Any, path: Path = (), touched: set[Path] | None =
 # --------------------------------------------------------------------------- pydantic errors
 
 
+#: Longest value echoed in a report (a pasted file is not).
+_MAX_SHOWN = 80
+
+
 def _describe(value: Any, path: Path) -> str:
     """What was found, short, with anything secret-shaped redacted."""
     if value is None:
@@ -132,8 +107,12 @@ def _describe(value: Any, path: Path) -> str:
         secret_field = key.endswith(("_env", "key", "password", "token"))
         if looks_like_secret(value) or (secret_field and not ENV_NAME.match(value)):
             return f"{value[:4]!r}... ({len(value)} characters, redacted: looks like a secret)"
+        if len(value) > _MAX_SHOWN:
+            return f"{value[:_MAX_SHOWN]!r}... ({len(value)} characters)"
         return repr(value)
-    return repr(value)
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _strip_tags(loc: tuple[Any, ...], data: Any) -> Path:
@@ -208,7 +187,18 @@ def _expected(error: Any) -> str:
     return msg
 
 
-def _problems_from(error: ValidationError, data: Any) -> list[Problem]:
+def _not_a_string(err: Any, path: Path, plain: Mapping[Path, str]) -> Problem | None:
+    """YAML 1.1 reads plain Off, No, Yes, 012, 1e3, ~ as booleans, numbers or null: where a
+    string belongs, say so and say how to write it."""
+    if err["type"] != "string_type" or path not in plain:
+        return None
+    text = plain[path]
+    return Problem(path, f"{text} (which YAML reads as {err.get('input')!r}, not as text)",
+                   f'a string: quote it, e.g. "{text}"')
+
+
+def _problems_from(error: ValidationError, data: Any,
+                   plain: Mapping[Path, str] | None = None) -> list[Problem]:
     problems: list[Problem] = []
     suggested: set[Path] = set()
     for err in error.errors():
@@ -226,9 +216,80 @@ def _problems_from(error: ValidationError, data: Any) -> list[Problem]:
             problems.append(Problem(path, "nothing: this key is missing",
                                     "this required key (see inventory/stack.yaml for its meaning)"))
         else:
-            problems.append(Problem(path, _describe(err.get("input"), path), _expected(err)))
+            quoted = _not_a_string(err, path, plain or {})
+            problems.append(quoted or Problem(path, _describe(err.get("input"), path),
+                                              _expected(err)))
     # A typo shows up twice (the unknown key and the missing one): keep the "did you mean".
     return [p for p in problems if not (p.found.startswith("nothing") and p.path in suggested)]
+
+
+# --------------------------------------------------------------------------- host data
+
+#: Only what YAML (and JSON) can express reaches validation; pyinfra host data is Python.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def check_values(value: Any, path: Path = (), depth: int = 0) -> list[Problem]:
+    """Problems no type annotation catches, in YAML and host data alike: a number that is not
+    finite, a key that is not a string, nesting deeper than stack.yaml could need."""
+    if depth > stack_yaml.MAX_DEPTH:
+        return [Problem(path, f"more than {stack_yaml.MAX_DEPTH} levels of nesting",
+                        "the shape of stack.yaml")]
+    if isinstance(value, Mapping):
+        problems: list[Problem] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(Problem((*path, str(key)), f"the key {_describe(key, ())} "
+                                        f"(a {type(key).__name__})",
+                                        "a name: quote it if YAML reads it as something else"))
+                continue
+            problems += check_values(item, (*path, key), depth + 1)
+        return problems
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in check_values(item, (*path, i),
+                                                                          depth + 1)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, repr(value), "a finite number")]
+    if not isinstance(value, _PLAIN):
+        return [Problem(path, f"a Python {type(value).__name__}",
+                        "a string, number, boolean, list or mapping")]
+    return []
+
+
+def check_overrides(overrides: Any, origin: str = "host data") -> Mapping[str, Any]:
+    """Host data ``stack``, refused unless it is a non-empty mapping of plain values.
+
+    An empty or null ``stack:`` is refused rather than ignored: it is almost always an
+    indentation slip that left the intended overrides somewhere else.
+    """
+    if not isinstance(overrides, Mapping):
+        raise StackError(origin, [Problem(("stack",), _describe(overrides, ()),
+                                          "a mapping shaped like stack.yaml")])
+    if not overrides:
+        raise StackError(origin, [Problem(("stack",), "an empty mapping (it changes nothing)",
+                                          "the keys to override under stack:, or no stack: "
+                                          "at all")])
+    problems = check_values(overrides)
+    if problems:
+        raise StackError(origin, problems, overridden={()})
+    return overrides
+
+
+def load_host_data(path: str | FsPath) -> Mapping[str, Any]:
+    """The ``stack`` overrides of a host-data YAML file (or the whole file, without that key),
+    read as strictly as stack.yaml itself."""
+    source = str(path)
+    try:
+        doc = stack_yaml.load(stack_yaml.read_text(path, "a host-data YAML file"))
+    except YamlError as exc:
+        raise StackError(source, [exc.problem]) from None
+    if not isinstance(doc.data, dict):
+        raise StackError(source, [Problem((), _describe(doc.data, ()),
+                                           "a mapping (the overrides, under the key stack)")],
+                         doc.lines)
+    if "stack" in doc.data:
+        return check_overrides(doc.data["stack"], source)
+    return check_overrides(doc.data, source)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -236,34 +297,31 @@ def _problems_from(error: ValidationError, data: Any) -> list[Problem]:
 
 def parse_stack(text: str, source: str = "stack.yaml",
                 overrides: Mapping[str, Any] | None = None) -> Stack:
-    """A validated Stack from YAML text and optional host overrides, or :class:`StackError`."""
+    """A validated Stack from YAML text and optional host overrides, or :class:`StackError`.
+
+    ``overrides=None`` means no host data; anything else must be a non-empty mapping.
+    """
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StackError(source, [Problem((), f"a YAML syntax error{where}: {problem}",
-                                          "valid YAML (check indentation and quoting there)")
-                                  ]) from None
-    lines = _line_index(root)
+        doc = stack_yaml.load(text)
+    except YamlError as exc:
+        raise StackError(source, [exc.problem]) from None
+    data, lines = doc.data, doc.lines
     if data is None:
         raise StackError(source, [Problem((), "an empty file",
                                           "the sections of inventory/stack.yaml (copy it)")])
     if not isinstance(data, dict):
         raise StackError(source, [Problem((), _describe(data, ()),
                                           "a mapping of sections (litellm, targets, ...)")], lines)
+    problems = check_values(data)
+    if problems:
+        raise StackError(source, problems, lines)
     touched: set[Path] = set()
-    if overrides:
-        if not isinstance(overrides, Mapping):
-            raise StackError(source, [Problem(("host data",), _describe(overrides, ()),
-                                              "a mapping shaped like stack.yaml")], lines)
-        data = merge(data, overrides, (), touched)
+    if overrides is not None:
+        data = merge(data, check_overrides(overrides), (), touched)
     try:
         stack = Stack.model_validate(data)
     except ValidationError as exc:
-        raise StackError(source, _problems_from(exc, data), lines, touched) from None
+        raise StackError(source, _problems_from(exc, data, doc.plain), lines, touched) from None
     problems = cross_check(stack)
     if problems:
         raise StackError(source, problems, lines, touched)
@@ -272,14 +330,8 @@ def parse_stack(text: str, source: str = "stack.yaml",
 
 def load_stack(path: str | FsPath, overrides: Mapping[str, Any] | None = None) -> Stack:
     """A validated Stack from a stack.yaml file (see :func:`parse_stack`)."""
-    path = FsPath(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StackError(str(path), [Problem((), "no such file",
-                                             "a stack file; the default is inventory/stack.yaml")]
-                         ) from None
-    except UnicodeDecodeError as exc:
-        raise StackError(str(path), [Problem((), f"bytes that are not UTF-8 ({exc.reason})",
-                                             "a UTF-8 text file")]) from None
+        text = stack_yaml.read_text(path, "a stack file; the default is inventory/stack.yaml")
+    except YamlError as exc:
+        raise StackError(str(path), [exc.problem]) from None
     return parse_stack(text, str(path), overrides)

@@ -15,14 +15,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from monitoring.layout import TARGET_OSES, TargetOS
-from monitoring.stack_load import StackError, load_stack
+from monitoring.stack_load import StackError, load_host_data, load_stack
 from tasks.render import render
 from tasks.render.common import Rendered
 from tasks.secrets import controller_secrets
@@ -64,16 +61,6 @@ def write_build(rendered: Rendered, target_dir: Path) -> None:
         raise
 
 
-def _host_data(path: str | None) -> Mapping[str, Any] | None:
-    if path is None:
-        return None
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        overrides: Mapping[str, Any] = data.get("stack", data)
-        return overrides
-    raise SystemExit(f"{path}: host data must be a mapping (optionally under the key stack)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.render", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        stack = load_stack(args.stack, _host_data(args.host_data))
+        overrides = load_host_data(args.host_data) if args.host_data is not None else None
+        stack = load_stack(args.stack, overrides)
     except StackError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_INVALID

@@ -413,13 +413,16 @@ def test_task_xml_stays_well_formed_with_markup_in_names(stack: Stack) -> None:
 #: Everything PowerShell would read as code or as the end of a string, if a value got out.
 EVIL = "x 'a' \u2018b\u2019 \u201ac\u201b $(Stop-Computer) $env:USERNAME `t ; Remove-Item -r"
 MARKER = b"Stop-Computer"
+#: In a path: Windows allows no ':' after the drive (validation refuses it), so the variable
+#: is written in PowerShell's other spelling.
+EVIL_PATH = EVIL.replace("$env:USERNAME", "${env:USERNAME}").replace(":", "")
 
 
 @pytest.fixture(scope="module")
 def evil_stack() -> Stack:
     overrides = {"windows": {
-        "install_root": f"C:\\PF {EVIL}",
-        "python": f"C:\\Py {EVIL}\\python.exe",
+        "install_root": f"C:\\PF {EVIL_PATH}",
+        "python": f"C:\\Py {EVIL_PATH}\\python.exe",
         "firewall": {"name": f"LiteLLM {EVIL}",
                      "remote_addresses": ["LocalSubnet", f"10.0.0.0/8 {EVIL}"]},
         "tasks": {"folder": f"\\PF {EVIL}\\", **{key: f"{key} {EVIL}" for key in TASK_KEYS}},

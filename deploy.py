@@ -16,10 +16,12 @@ import sys
 
 from pyinfra import host, logger  # type: ignore[attr-defined]
 
+from monitoring.layout import TARGET_OSES
 from monitoring.stack_checks import Problem
-from monitoring.stack_load import StackError, load_stack
+from monitoring.stack_load import StackError, line_index, load_stack
 from tasks.render import render
 from tasks.render.__main__ import EXIT_INVALID
+from tasks.render.validate import RenderError, tool_problems
 from tasks.secrets import controller_secrets, master_key_file
 
 stack_file = host.data.get("stack_file", "inventory/stack.yaml")
@@ -32,11 +34,14 @@ try:
         raise StackError(f"{host.name}: host data stack_file", [Problem(
             ("stack_file",), repr(type(stack_file).__name__), "the path of a stack file")])
     stack = load_stack(stack_file, None if _overrides is _absent else _overrides)
+    target = host.data.get("target_os", "linux")
+    if target not in TARGET_OSES:
+        raise StackError(f"{host.name}: host data target_os", [Problem(
+            ("target_os",), repr(target), f"one of {', '.join(TARGET_OSES)}")])
 except StackError as exc:
     print(exc.report(), file=sys.stderr)
     raise SystemExit(EXIT_INVALID) from None
 
-target = host.data.get("target_os", "linux")
 # Linux: without LITELLM_MASTER_KEY in the environment a key generated for the host is used
 # (tasks/secrets.py). Windows keeps the keys in the user's environment, set from this one.
 generate = target == "linux" and not os.environ.get(stack.litellm.master_key_env)
@@ -44,7 +49,16 @@ secrets = controller_secrets(stack, host_name=host.name if generate else None)
 if generate:
     logger.warning(f"{host.name}: {stack.litellm.master_key_env} is not set: the proxy uses the "
                    f"master key generated for this host, kept in {master_key_file(host.name)}")
-rendered = render(stack, target, secrets)
+try:
+    # Every file passes its format's parser (render) and the real tools installed on this
+    # controller (promtool, amtool, systemd-analyze, ...) before anything reaches the host.
+    rendered = render(stack, target, secrets)
+    _problems = tool_problems(rendered)
+    if _problems:
+        raise RenderError(_problems, stack_file)
+except StackError as exc:
+    print(StackError(stack_file, exc.problems, line_index(stack_file)).report(), file=sys.stderr)
+    raise SystemExit(EXIT_INVALID) from None
 logger.info(f"{host.name}: stack valid, {len(rendered)} files rendered for {target}")
 
 if target == "windows":

@@ -654,10 +654,22 @@ class Webhook(Strict):
 SmartHost = Annotated[str, Field(pattern=r"^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")]
 
 
+def _no_template(value: str) -> str:
+    if "{{" in value or "}}" in value:
+        raise PydanticCustomError(
+            "template", "an address without {{ or }}: Alertmanager reads to and from as "
+            "Go templates, so they would run as template code")
+    return value
+
+
+#: Alertmanager executes ``to`` and ``from`` as templates.
+EmailText = Annotated[OptionalText, AfterValidator(_no_template)]
+
+
 class Email(Strict):
     enabled: bool
-    to: OptionalText = ""
-    sender: OptionalText = ""
+    to: EmailText = ""
+    sender: EmailText = ""
     smarthost: SmartHost = ""
     auth_username: OptionalText = ""
     auth_password_env: EnvName | None = None

@@ -335,3 +335,11 @@ def load_stack(path: str | FsPath, overrides: Mapping[str, Any] | None = None) -
     except YamlError as exc:
         raise StackError(str(path), [exc.problem]) from None
     return parse_stack(text, str(path), overrides)
+
+
+def line_index(path: str | FsPath) -> dict[Path, int]:
+    """The line of every path of a stack file that loaded (for reports made after loading)."""
+    try:
+        return stack_yaml.load(stack_yaml.read_text(path, "a stack file")).lines
+    except YamlError:
+        return {}

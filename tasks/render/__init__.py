@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 
 from monitoring.layout import Layout, TargetOS, layout
 from monitoring.stack import Stack
+from monitoring.stack_checks import Problem
 from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows, workflow
 from tasks.render.common import Artifact, Rendered, env_file_line
+from tasks.render.validate import BUG, RenderError, format_problems
 
 Component = Callable[[Stack, Layout], Rendered]
 
@@ -44,14 +46,30 @@ def secrets_file(stack: Stack, lay: Layout, secrets: Mapping[str, str]) -> Rende
 
 
 def render(stack: Stack, target: TargetOS, secrets: Mapping[str, str] | None = None) -> Rendered:
-    """Every artifact for ``target``, keyed by its path relative to ``build/<os>/``."""
+    """Every artifact for ``target``, keyed by its path relative to ``build/<os>/``.
+
+    Each artifact has passed its format's parser, and no two land on one host path
+    (:func:`tasks.render.validate.format_problems`), or :class:`RenderError` says which.
+    The real tools run separately (:func:`tasks.render.validate.tool_problems`): they take
+    seconds, and render runs in every test.
+    """
     lay = layout(stack, target)
     out: Rendered = {}
-    parts = [component(stack, lay) for component in COMPONENTS[target]]
-    parts.append(secrets_file(stack, lay, secrets or {}))
+    try:
+        parts = [component(stack, lay) for component in COMPONENTS[target]]
+        parts.append(secrets_file(stack, lay, secrets or {}))
+    except ValueError as exc:  # a renderer refusing a value its format cannot carry
+        raise RenderError([Problem((target,), str(exc),
+                                   "a stack value this file can carry (see the message)")]
+                          ) from None
+    collisions: list[Problem] = []
     for part in parts:
         for rel, artifact in part.items():
-            if rel in out or any(a.dest == artifact.dest for a in out.values()):
-                raise RuntimeError(f"two renderers produce {rel} ({artifact.dest})")
+            if rel in out:
+                collisions.append(Problem((rel,), f"two renderers produce {rel}", BUG))
             out[rel] = artifact
-    return dict(sorted(out.items()))
+    rendered = dict(sorted(out.items()))
+    problems = collisions + format_problems(stack, rendered)
+    if problems:
+        raise RenderError(problems)
+    return rendered

@@ -1,9 +1,10 @@
 """``python -m tasks.render``: write every host file under ``build/<os>/`` for review.
 
-The whole stack is validated and rendered in memory first; only then is anything written, so
-a bad stack.yaml leaves ``build/`` exactly as it was. Each OS directory is replaced as a whole
-(new tree written beside it, then swapped), so a stale file from an earlier render cannot
-linger. ``MANIFEST.json`` lists each file's host destination, mode and SHA256.
+The whole stack is validated and rendered in memory first, and every file passes its format's
+parser and the real tools installed here (:mod:`tasks.render.validate`); only then is anything
+written, so a bad stack.yaml leaves ``build/`` exactly as it was. Each OS directory is
+replaced as a whole (new tree written beside it, then swapped), so a stale file from an earlier
+render cannot linger. ``MANIFEST.json`` lists each file's host destination, mode and SHA256.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitoring.layout import TARGET_OSES, TargetOS
-from monitoring.stack_load import StackError, load_host_data, load_stack
+from monitoring.stack_load import StackError, line_index, load_host_data, load_stack
 from tasks.render import render
 from tasks.render.common import Rendered
+from tasks.render.validate import RenderError, tool_problems
 from tasks.secrets import controller_secrets
 
 EXIT_INVALID = 2
@@ -82,8 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets: list[TargetOS] = list(TARGET_OSES) if args.os == "all" else [args.os]
     try:
         results = {target: render(stack, target, secrets) for target in targets}
-    except ValueError as exc:
-        print(f"render failed, nothing written: {exc}", file=sys.stderr)
+        problems = [p for rendered in results.values() for p in tool_problems(rendered)]
+        if problems:
+            raise RenderError(problems)
+    except StackError as exc:  # RenderError: the final check of every file
+        print(StackError(args.stack, exc.problems, line_index(args.stack)).report(),
+              file=sys.stderr)
         return EXIT_INVALID
     for target, rendered in results.items():
         write_build(rendered, Path(args.out) / target)

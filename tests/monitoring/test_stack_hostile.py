@@ -19,6 +19,7 @@ from monitoring.stack_load import StackError, check_overrides, load_host_data, p
 from monitoring.stack_yaml import MAX_BYTES, MAX_DEPTH
 from tasks.render.__main__ import EXIT_INVALID, main
 from tests.conftest import STACK_FILE
+from tests.monitoring.test_stack_load import _set
 
 TEXT = STACK_FILE.read_text()
 BASE: dict[str, Any] = yaml.safe_load(TEXT)
@@ -33,14 +34,7 @@ def _dump(data: Any) -> str:
 
 def _with(path: str, value: Any, base: dict[str, Any] | None = None) -> str:
     data = copy.deepcopy(base or BASE)
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+    _set(path, value)(data)
     return _dump(data)
 
 

@@ -140,7 +140,7 @@ def _scan(text: str) -> None:
                 else:
                     total += 1
                 if total > MAX_NODES:
-                    raise _fail(f"more than {MAX_NODES:,} values once aliases are expanded",
+                    raise _fail(f"more than {MAX_NODES:,} values (each alias counted expanded)",
                                 "a stack file (aliases that multiply are refused)",
                                 event.start_mark)
                 if parent is not None and parent.mapping and not isinstance(

@@ -149,10 +149,10 @@ LANDS: dict[str, dict[str, set[str]]] = {
 }
 
 
-def _inert(target: str, rendered: Rendered, h: str, stack: Stack) -> None:
-    """Every file parses; a hostile value is found whole in the decoded strings of the files
-    it belongs to, and wherever it appears verbatim in a file, it is one decoded value."""
-    assert format_problems(stack, rendered) == []
+def _inert(target: str, rendered: Rendered, h: str) -> None:
+    """Every file parses (render itself ran format_problems, which raises otherwise); a hostile
+    value is found whole in the decoded strings of the files it belongs to, and wherever it
+    appears verbatim in a file, it is one decoded value."""
     markers = [f"«{x}» {h}" for x in "LKOpaFRSGDNmu"] + [_win(h), _posix(h), _task(h)]
     for rel, artifact in rendered.items():
         if rel.endswith(".ps1"):
@@ -170,13 +170,13 @@ def _inert(target: str, rendered: Rendered, h: str, stack: Stack) -> None:
             assert any(value in v for v in _decoded(rel, rendered[rel].data)), (rel, value)
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(h=hostile)
 def test_hostile_text_renders_parsable_and_inert(h: str) -> None:
     stack = _stack(h)
     for target in ("linux", "windows"):
-        _inert(target, render(stack, target), h, stack)
+        _inert(target, render(stack, target), h)
 
 
 def _tools() -> dict[str, str]:

@@ -50,7 +50,7 @@ class StackError(ValueError):
             line = _line_for(self.lines, problem.path)
             origin = " (from host data)" if _is_overridden(self.overridden, problem.path) else ""
             prefix = f"line {line}: " if line else ""
-            out.append(f"  - {prefix}{where}{origin}")
+            out.append(f"  - {prefix}{_one_line(where)}{origin}")
             out.append(f"      found:    {_one_line(problem.found)}")
             out.append(f"      expected: {_one_line(problem.expected)}")
         return redact_secrets("\n".join(out))

@@ -60,8 +60,12 @@ def dump_yaml(data: Any, header: str = "") -> bytes:
 
 
 def dump_json(data: Any) -> bytes:
-    """JSON in the order the builder gave, two-space indented, newline-terminated."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """JSON in the order the builder gave, two-space indented, newline-terminated.
+
+    ``allow_nan=False``: Python would write ``NaN``/``Infinity``, which no JSON reader accepts.
+    """
+    return (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            ).encode("utf-8")
 
 
 def ps_literal(value: object) -> str:

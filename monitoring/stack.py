@@ -120,10 +120,15 @@ _KEY_PREFIX = re.compile(r"^(gsk_|sk-|sk_|xai-|AIza|ghp_|gho_|github_pat_|hf_|pk
 def _secret_token(token: str) -> bool:
     """A known key prefix, or a long run mixing letters and digits (random key material);
     not a model name or a unit name, whose parts between - _ . are short words."""
-    if _KEY_PREFIX.match(token) and len(token) >= 12:
+    if any(_KEY_PREFIX.match(seg) and len(seg) >= 12 for seg in token.split(".")):
         return True
-    return any(len(part) >= 16 and any(c.isdigit() for c in part)
-               and any(c.isalpha() for c in part) for part in re.split(r"[-_.]", token))
+    for part in re.split(r"[-_.]", token):
+        digits, upper, lower = (any(c.isdigit() for c in part), any(c.isupper() for c in part),
+                                any(c.islower() for c in part))
+        if (len(part) >= 16 and digits and (upper or lower)) or (
+                len(part) >= 32 and upper and lower):
+            return True
+    return False
 
 
 def redact_secrets(text: str) -> str:

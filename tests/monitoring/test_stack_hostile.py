@@ -233,6 +233,15 @@ def test_redaction_leaves_names_paths_and_urls(harmless: str) -> None:
     assert redact_secrets(f"found: {harmless!r}") == f"found: {harmless!r}"
 
 
+@pytest.mark.parametrize("secret", [
+    SECRET, GROQ_SECRET, "AIza" + "Sy" * 10, "0123456789abcdef" * 2,
+    "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi", "ghp_" + "a1" * 18,
+])
+def test_redaction_catches_key_shapes_in_any_position(secret: str) -> None:
+    for text in (f"found: {secret!r}", f"a.b.{secret}.c", f"key={secret};", f"[{secret}]"):
+        assert secret not in redact_secrets(text)
+
+
 # --------------------------------------------------------------------------- 3. not as it looks
 
 REFUSED: list[tuple[str, str, Any, str]] = [

@@ -30,9 +30,10 @@ _absent = object()
 # by load_stack: an empty one is refused rather than silently ignored.
 _overrides = host.data.get("stack", _absent)
 try:
-    if not isinstance(stack_file, str):
+    if not isinstance(stack_file, str | os.PathLike):
         raise StackError(f"{host.name}: host data stack_file", [Problem(
             ("stack_file",), repr(type(stack_file).__name__), "the path of a stack file")])
+    stack_file = os.fspath(stack_file)
     stack = load_stack(stack_file, None if _overrides is _absent else _overrides)
     target = host.data.get("target_os", "linux")
     if target not in TARGET_OSES:

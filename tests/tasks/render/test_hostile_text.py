@@ -65,10 +65,17 @@ def _posix(text: str) -> str:
     return "«P» " + _no("/", text) + " x"
 
 
+def _url(text: str) -> str:
+    """A URL path of the characters validation allows (RFC 3986 minus quotes and parentheses)."""
+    kept = re.sub(r"[^A-Za-z0-9\-._~:/?#@!&*+,;=%]", "", text).replace("%", "%25")
+    return f"https://api.example.test/v1/{kept}x"
+
+
 def _overrides(h: str) -> dict[str, Any]:
     """Every free-text field and host path of the stack, with ``h`` in the shape it allows."""
     return {
-        "litellm": {"models": {"groq-70b": {"upstream_model": f"«m» {h}"}}},
+        "litellm": {"models": {"groq-70b": {"upstream_model": f"«m» {h}"},
+                               "gpt-4": {"api_base": _url(h)}}},
         "targets": [
             {"kind": "litellm", "name": "litellm", "label": f"«L» {h}", "model": "groq-70b"},
             {"kind": "agent", "name": "kilo-code", "label": f"«K» {h}", "provider": f"«p» {h}",
@@ -90,7 +97,7 @@ def _overrides(h: str) -> dict[str, Any]:
                       "alertmanager": _task(h) + " 4"},
             "event_log": {"source": f"«S» {h}", "log": f"«G» {h}"},
         },
-        "alertmanager": {"receivers": {"email": {
+        "alertmanager": {"receivers": {"webhook": {"url": _url(h)}, "email": {
             "enabled": True, "to": _no("{}", f"«t» {h}"), "sender": _no("{}", f"«s» {h}"),
             "smarthost": "mail.example.test:587", "auth_username": f"«u» {h}",
             "auth_password_env": "PF_SMTP_PASSWORD"}}},
@@ -141,7 +148,8 @@ LANDS: dict[str, dict[str, set[str]]] = {
               "«p» ": {"watchdog/watchdog.json"}, "«m» ": {"litellm/config.yaml"},
               "«D» ": {"grafana/dashboards/provider-fallback.json"},
               "«N» ": {"grafana/provisioning/datasources/provider-fallback.yaml"},
-              "«u» ": {"alertmanager/alertmanager.yml"}},
+              "«u» ": {"alertmanager/alertmanager.yml"},
+              "URL": {"alertmanager/alertmanager.yml", "litellm/config.yaml"}},
     "windows": {"«F» ": {"windows/scripts/firewall.ps1"},
                 "«S» ": {"windows/scripts/eventlog.ps1"},
                 "«G» ": {"windows/scripts/eventlog.ps1"},
@@ -153,7 +161,7 @@ def _inert(target: str, rendered: Rendered, h: str) -> None:
     """Every file parses (render itself ran format_problems, which raises otherwise); a hostile
     value is found whole in the decoded strings of the files it belongs to, and wherever it
     appears verbatim in a file, it is one decoded value."""
-    markers = [f"«{x}» {h}" for x in "LKOpaFRSGDNmu"] + [_win(h), _posix(h), _task(h)]
+    markers = [f"«{x}» {h}" for x in "LKOpaFRSGDNmu"] + [_win(h), _posix(h), _task(h), _url(h)]
     for rel, artifact in rendered.items():
         if rel.endswith(".ps1"):
             assert problems(artifact.data) == [], rel
@@ -165,12 +173,12 @@ def _inert(target: str, rendered: Rendered, h: str) -> None:
             if marker in text and values:
                 assert any(marker in v for v in values), (rel, marker)
     for prefix, files in LANDS[target].items():
-        value = _task(h) if prefix == "«T» " else f"{prefix}{h}"
+        value = {"«T» ": _task(h), "URL": _url(h).rstrip("/")}.get(prefix, f"{prefix}{h}")
         for rel in files:
             assert any(value in v for v in _decoded(rel, rendered[rel].data)), (rel, value)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(h=hostile)
 def test_hostile_text_renders_parsable_and_inert(h: str) -> None:

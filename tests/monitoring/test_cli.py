@@ -72,7 +72,7 @@ def test_check_passes_with_enough_healthy_providers(
     assert report["ok"] is True
     assert report["watchdog"]["state"] == "running"
     assert report["watchdog"]["pid"] == running_watchdog.pid
-    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}
+    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}, report
 
 
 def test_check_fails_when_the_watchdog_is_not_running(
@@ -82,7 +82,7 @@ def test_check_fails_when_the_watchdog_is_not_running(
     assert main(["check", "--config", str(path), "--json"]) == EXIT_UNHEALTHY
     report = json.loads(capsys.readouterr().out)
     assert errors("check", report) == []
-    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}
+    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}, report
     assert report["ok"] is False
     assert report["watchdog"]["state"] == "never-run"
     assert main(["check", "--config", str(path)]) == EXIT_UNHEALTHY

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -622,7 +623,13 @@ def cmd_watch(config: WatchdogConfig) -> int:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
                      argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions and examples as written; every option's default shown."""
+    """Descriptions and examples as written; every option's real default shown (not the
+    None or False of an option that has none, nor twice where the help names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 #: Subcommands without JSON output: ``--json`` is refused with exit 2 and this reason.
@@ -657,7 +664,8 @@ def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
-        text = description + "\n\nexamples:\n" + "\n".join(f"  {e}" for e in examples)
+        text = (textwrap.fill(description, 88) + "\n\nexamples:\n"
+                + "\n".join(f"  {e}" for e in examples))
         return sub.add_parser(name, parents=[common], help=summary, description=text,
                               formatter_class=_HelpFormatter)
 
@@ -681,7 +689,7 @@ def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
     switch = add("switch", "pin the agents to a target",
                  f"Pin the agents to TARGET until `restore` or the --for expiry. Valid "
                  f"targets: {valid}.",
-                 f"provider-fallback switch {(targets or ['', 'kilo-code'])[-1]} --for 30m")
+                 f"provider-fallback switch {(targets or ['', 'kilo-code'])[1]} --for 30m")
     switch.add_argument("target", metavar="TARGET", help=f"one of: {valid}")
     switch.add_argument("--for", dest="ttl", metavar="DURATION",
                         help="pin expiry, e.g. 30m (default: until `restore`)")

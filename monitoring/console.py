@@ -76,14 +76,18 @@ def styled(text: str, key: str | None = None) -> Text:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str | Text]],
           *, title: str | None = None) -> Table:
-    """A borderless table like ``kubectl get``: bold headers, the last column may be cut."""
+    """A borderless table like ``kubectl get``: bold headers; every column keeps its width
+    and only the last one (free text) is cut, with an ellipsis, to fit the terminal."""
+    body = [list(row) for row in rows]
     out = Table(box=None, pad_edge=False, show_edge=False, title=title, title_justify="left",
                 header_style="bold", expand=False)
     for i, header in enumerate(headers):
-        last = i == len(headers) - 1
-        out.add_column(header, no_wrap=True, overflow="ellipsis" if last else "fold",
-                       max_width=90 if last else None)
-    for row in rows:
+        if i == len(headers) - 1:
+            out.add_column(header, no_wrap=True, overflow="ellipsis", max_width=90)
+            continue
+        natural = max([len(header), *(len(str(row[i])) for row in body)])
+        out.add_column(header, no_wrap=True, min_width=natural)
+    for row in body:
         out.add_row(*row)
     return out
 

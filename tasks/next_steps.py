@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.next_steps", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="inventory/stack.yaml", help="the stack file")
-    parser.add_argument("--cli", default="/opt/provider-fallback/venv/bin/provider-fallback",
-                        help="the provider-fallback CLI the deploy installed")
+    parser.add_argument("--cli", help="the provider-fallback CLI the deploy installed "
+                                      "(default: the stack's Linux venv)")
     parser.add_argument("--host", default="@local", help="the inventory's host name")
     args = parser.parse_args(argv)
     try:
@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.report(), file=sys.stderr)
         return 2
     print("--> What next:")
-    for line in steps(stack, os.environ, cli=args.cli, host_name=args.host):
+    cli = args.cli or layout(stack, "linux").watchdog_bin
+    for line in steps(stack, os.environ, cli=cli, host_name=args.host):
         print(f"    {line}")
     return 0
 

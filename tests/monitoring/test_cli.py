@@ -54,8 +54,11 @@ def running_watchdog(live: LiveStack, config_file: tuple[WatchdogConfig, Path]
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pid_file = Path(config.paths.state_file).with_name("watchdog.pid")
-        until(lambda: pid_file.exists() and Path(config.paths.state_file).exists(), 60,
-              "the watchdog's PID and state files")
+        # Past its start-up: it has written its PID and seen the proxy answer once (on a
+        # loaded machine a probe during the start-up burst can time out).
+        until(lambda: pid_file.exists() and load_state(config.paths.state_file).state
+              .route(PROXY_ROUTE).last_success is not None, 60,
+              "the watchdog's PID file and its first proxy success")
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -55,7 +55,7 @@ def console(stream: IO[str] | None = None) -> Console:
     width = None if terminal else int(os.environ.get("COLUMNS") or PIPE_WIDTH)
     # NO_COLOR: rich alone would drop the colours but keep bold; plain text means no escapes.
     plain = bool(os.environ.get("NO_COLOR"))
-    return Console(file=stream, width=width, highlight=False, emoji=False,
+    return Console(file=stream, width=width, highlight=False, emoji=False, markup=False,
                    soft_wrap=not terminal, color_system=None if plain else "auto")
 
 

@@ -400,3 +400,24 @@ def test_events_follow_prints_new_events_as_they_come(host: tuple[Path, Watchdog
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_version_reads_the_windows_install_marker(tmp_path: Path) -> None:
+    from monitoring.version import WINDOWS_MARKER, installed
+
+    (tmp_path / WINDOWS_MARKER).write_text(json.dumps({"lock_sha256": "00" * 32,
+                                                       "wheel_sha256": "cd" * 32}))
+    build = installed(tmp_path)
+    assert build.wheel_sha256 == "cd" * 32
+    assert build.source == str(tmp_path / WINDOWS_MARKER)
+
+
+def test_text_from_the_logs_is_never_read_as_markup(
+        host: tuple[Path, WatchdogConfig], capsys: pytest.CaptureFixture[str]) -> None:
+    path, config = host
+    append_record(config.paths.cost_log, CostRecord(
+        ts=datetime.now(UTC), model="m", served_by="m", provider="[bold]odd[/bold]",
+        tokens_in=1, tokens_out=1, cost_usd=1.0))
+    capsys.readouterr()
+    assert main(["budget", "--config", str(path)]) == EXIT_OK
+    assert "By provider: [bold]odd[/bold] $1.00" in capsys.readouterr().out

@@ -93,7 +93,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str | Text]],
 
 
 def show(con: Console, renderable: Table) -> None:
-    """Print a table; in a pipe without the trailing blanks rich pads cells with."""
+    """Print a table; on a terminal its last column is cut to what the others leave, in a
+    pipe the blanks rich pads cells with are dropped."""
+    *fixed, last = renderable.columns
+    room = con.width - sum((c.min_width or 0) + 3 for c in fixed)
+    last.max_width = max(10, min(last.max_width or room, room))
     if con.is_terminal:
         con.print(renderable)
         return

@@ -28,7 +28,8 @@ PROG = "provider-fallback"
 FILES = {"bash": f"{PROG}.bash", "zsh": f"_{PROG}", "powershell": f"{PROG}.ps1"}
 
 
-def _subparsers(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subcommands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``top`` by name (argparse keeps them in a private action)."""
     for action in top._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -43,7 +44,7 @@ def powershell(top: argparse.ArgumentParser) -> str:
     """A native-command argument completer for PowerShell 5.1 and 7."""
     options: dict[str, list[str]] = {}
     choices: dict[str, list[str]] = {}
-    for name, sub in _subparsers(top).items():
+    for name, sub in subcommands(top).items():
         options[name] = sorted(o for a in sub._actions for o in a.option_strings)
         for action in sub._actions:
             if action.choices is None:
@@ -54,7 +55,7 @@ def powershell(top: argparse.ArgumentParser) -> str:
                     choices[f"{name} {option}"] = values
             else:
                 choices[name] = values
-    top_words = [*_subparsers(top), *(o for a in top._actions for o in a.option_strings)]
+    top_words = [*subcommands(top), *(o for a in top._actions for o in a.option_strings)]
     table = "\n".join(f"        '{k}' = {_ps_list(v)}" for k, v in options.items())
     choice_table = "\n".join(f"        '{k}' = {_ps_list(v)}" for k, v in choices.items())
     return f"""# {PROG} completion for PowerShell, generated from its parser (tasks/completion.py).

@@ -4,6 +4,7 @@
 #   make render [STACK=path/to/stack.yaml]   render every host file under build/<os>/
 #   make test                                 lint, type-check and run the whole test suite
 #   make lock                                 regenerate locks/litellm-<version>.txt (hashes)
+#   make completion                           shell completion scripts under build/completion
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ INVENTORY ?= inventory/local.py
 # The watchdog's CLI as the deploy installed it on this machine.
 HOST_CLI := /opt/provider-fallback/venv/bin/provider-fallback
 
-.PHONY: deploy render test lint unit tools venv clean lock
+.PHONY: deploy render test lint unit tools venv clean lock completion
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -28,12 +29,16 @@ deploy: venv
 	$(BIN)/pyinfra -y $(INVENTORY) deploy.py
 	@echo "--> provider-fallback status (what the watchdog sees now):"
 	@$(HOST_CLI) status --wait 120 || true
+	@$(BIN)/python -m tasks.next_steps --stack $(STACK) --cli $(HOST_CLI) || true
 
 lock: venv
 	$(BIN)/python -m tasks.wheelhouse lock --stack $(STACK)
 
 render: venv
 	$(BIN)/python -m tasks.render --stack $(STACK) --out build
+
+completion: venv
+	$(BIN)/python -m tasks.completion --out build/completion
 
 tools:
 	@scripts/ensure-apt-tools.sh $(APT_TOOLS)

@@ -1,24 +1,13 @@
-"""``provider-fallback``: the watchdog on the host, and what a person asks of it.
+"""provider-fallback: the watchdog on the host, and what a person asks of it.
 
-Commands (all take ``--config``, the rendered watchdog.json; ``--json`` for tools):
+Each subcommand reads the rendered watchdog config (--config, or the PROVIDER_FALLBACK_CONFIG
+variable) and takes --json for programs: one JSON document (events: one JSON object per line),
+timestamps in ISO 8601 UTC with Z; the shapes are in docs/cli-json/. Colour only on a
+terminal, never with NO_COLOR set.
 
-- ``watch``: the watchdog loop (what the service runs), with its /metrics exporter.
-- ``status``: per route its circuit state, error class, diagnosis, last error and latency, and
-  the active target, pin, degraded mode and restarts, from the watchdog's saved state.
-- ``check``: probe now (runbook 6.1 and 6.3): the proxy and every provider; exit 1 when fewer
-  than ``min_healthy_providers`` are healthy.
-- ``switch TARGET [--for DURATION]``: pin the agents to a target (manual, until ``restore`` or
-  the expiry); ``restore``: drop the pin and let health decide again.
-- ``events [--since DURATION|TIMESTAMP]``: the event log.
-- ``budget``: this month's spend, status (OK / WARNING / CRITICAL / EXCEEDED), daily threshold,
-  month-end projection and the kill switch (runbook 9.1, 9.3); ``budget reset --yes`` turns
-  the kill switch off for the rest of the month.
-- ``select --task coding|implementation|research|analysis``: the cost-aware choice (9.2).
-- ``report [--since]``: the outage report of runbook 7.3; ``history``: the recurring-issues
-  table of 5.3.
-
-Exit codes: 0 ok; 1 ``check`` found too few healthy providers; 2 bad usage or config;
-3 ``switch``/``restore`` was not picked up by a running watchdog in time.
+Exit codes: 0 ok; 1 `check` found the watchdog stopped or too few healthy providers (or
+`select` found no provider); 2 bad usage or config; 3 `switch`/`restore` was not picked up by
+a running watchdog in time.
 """
 
 from __future__ import annotations
@@ -31,35 +20,46 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from rich.text import Text
 
+from monitoring import console as out
 from monitoring.agent_files import switch_agents
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, budget_status
 from monitoring.circuit import circuit_of
 from monitoring.classify import process_alive, redact
 from monitoring.cost_log import iter_records
-from monitoring.events import EventLog, read_events
+from monitoring.events import Event, EventLog, parse_line, read_events
 from monitoring.exporter import Exporter
 from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, Prober
 from monitoring.recovery import choose_backend
-from monitoring.report import ReportInputs, history, history_table, outage_report
+from monitoring.report import ReportInputs, history, history_table, outage_data, outage_report
 from monitoring.select import TASKS, NoProviderError, cost_table, select_provider
 from monitoring.stack import parse_duration
-from monitoring.state import load_state, save_state
+from monitoring.state import WatchdogState, load_state, save_state
+from monitoring.version import installed
 from monitoring.watchdog import PIN_FILE, WATCHDOG_PID_FILE, Watchdog
 from monitoring.watchdog_config import WatchdogConfig
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_APPLIED = 0, 1, 2, 3
 DEFAULT_CONFIG = os.environ.get("PROVIDER_FALLBACK_CONFIG",
                                 "/etc/provider-fallback/watchdog.json")
+#: The watchdog's data is stale when its state file is older than this many probe intervals
+#: (and never less than STALE_MIN_S): it saves the state on every tick that changed anything,
+#: and the proxy's route changes on every tick (its last success or failure).
+STALE_INTERVALS, STALE_MIN_S = 10, 30.0
+#: How often `events --follow` and `status --wait` look at the files again.
+POLL_S = 0.5
 
 
 def _load(path: str) -> WatchdogConfig:
@@ -78,85 +78,245 @@ def _usage(message: str) -> int:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    out.print_json(data)
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
+# --------------------------------------------------------------------------- the watchdog
 
 
-def _age(when: datetime | None, now: datetime) -> str:
-    return "-" if when is None else f"{(now - when).total_seconds():.0f}s ago"
+@dataclass(frozen=True)
+class Liveness:
+    """Whether the watchdog runs, and how old the state it left is (``systemctl status``'s
+    first line). ``state``: running, stale (its process exists but has not saved a tick for
+    too long: hung), stopped, or never-run (no state file)."""
+
+    state: str
+    pid: int | None
+    updated: datetime | None
+    stale_after_s: float
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def age_s(self, now: datetime) -> float | None:
+        return None if self.updated is None else max(0.0, (now - self.updated).total_seconds())
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        age = self.age_s(now)
+        return {"state": self.state, "pid": self.pid, "updated_at": self.updated,
+                "age_s": None if age is None else round(age, 1),
+                "stale_after_s": self.stale_after_s}
+
+    def line(self, now: datetime) -> Text:
+        """The first line of ``status``: dot, verdict, pid, age of the data."""
+        dot = out.glyph("●", "*") if self.pid is not None else out.glyph("○", "o")
+        verdict = {"running": "active (running)", "stale": "active but STALE (not saving)",
+                   "stopped": "inactive (not running)",
+                   "never-run": "inactive (it has never run here)"}[self.state]
+        style = out.STYLES["running" if self.running else self.state.split("-")[0]
+                            if self.state != "never-run" else "stopped"]
+        text = Text.assemble((f"{dot} ", style), "watchdog: ", (verdict, style))
+        if self.pid is not None and self.state != "stopped":
+            text.append(f", pid {self.pid}")
+        if self.updated is not None:
+            text.append(f"; data from {out.ago(self.updated, now)} ({out.iso(self.updated)})")
+        return text
 
 
-# --------------------------------------------------------------------------- commands
+def _pid_file(config: WatchdogConfig) -> Path:
+    return Path(config.paths.state_file).with_name(WATCHDOG_PID_FILE)
 
 
-def wait_for_proxy(config: WatchdogConfig, seconds: float) -> bool:
+def _watchdog_pid(config: WatchdogConfig) -> int | None:
+    """From the watchdog's PID file; ``process_alive`` never signals the process (on Windows
+    ``os.kill`` would terminate it) and counts another user's process as alive."""
+    try:
+        pid = int(_pid_file(config).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def _watchdog_running(config: WatchdogConfig) -> bool:
+    return _watchdog_pid(config) is not None
+
+
+def watchdog_liveness(config: WatchdogConfig) -> Liveness:
+    pid = _watchdog_pid(config)
+    try:
+        mtime = Path(config.paths.state_file).stat().st_mtime
+        updated: datetime | None = datetime.fromtimestamp(mtime, UTC)
+    except OSError:
+        updated = None
+    stale_after = max(STALE_MIN_S, STALE_INTERVALS * config.probes.interval)
+    if pid is None:
+        state = "stopped" if updated is not None else "never-run"
+    elif updated is None or (datetime.now(UTC) - updated).total_seconds() > stale_after:
+        state = "stale"
+    else:
+        state = "running"
+    return Liveness(state, pid, updated, stale_after)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def wait_for_proxy(config: WatchdogConfig, seconds: float,
+                   progress: Callable[[str, float], None] | None = None) -> bool:
     """Wait (up to ``seconds``) until the watchdog has seen the proxy answer since this call,
     so that a status right after a deploy shows a settled picture, not the boot. Polls the
-    watchdog's state file; True when it did."""
+    watchdog's state file; True when it did. ``progress`` gets what it is waiting on and the
+    seconds left, at each poll."""
     started = datetime.now(UTC)
     deadline = time.monotonic() + seconds
     while True:
         state = load_state(config.paths.state_file).state
-        seen = state.route(PROXY_ROUTE).last_success
+        proxy = state.route(PROXY_ROUTE)
+        seen = proxy.last_success
         if state.active_target and seen is not None and seen >= started:
             return True
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(0.5)
+        if progress is not None:
+            live = watchdog_liveness(config)
+            circuit = circuit_of(proxy)
+            if not live.running:
+                why = f"the watchdog is {live.state}"
+            elif proxy.last_message and not circuit.usable:
+                why = f"proxy {circuit.label}: {redact(proxy.last_message)[:70]}"
+            else:
+                why = "no answer from the proxy since the wait began"
+            progress(f"waiting for the watchdog to see the proxy at {config.proxy.url} "
+                     f"answer ({why})", left)
+        time.sleep(min(POLL_S, left))
 
 
-def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
-    if wait > 0 and not wait_for_proxy(config, wait):
-        print(f"(the proxy did not answer the watchdog within {wait:.0f} s)", file=sys.stderr)
-    state = load_state(config.paths.state_file).state
-    now = datetime.now(UTC)
+def _wait_with_progress(config: WatchdogConfig, seconds: float) -> bool:
+    """:func:`wait_for_proxy` with a spinner on a terminal; elsewhere (a pipe, make's log) a
+    line each time what it waits on changes."""
+    err = out.console(sys.stderr)
+    if err.is_terminal:
+        with err.status("waiting for the watchdog…") as spinner:
+            return wait_for_proxy(config, seconds, lambda what, left: spinner.update(
+                f"{what}; {left:.0f} s left"))
+    said = ""
+
+    def line(what: str, left: float) -> None:
+        nonlocal said
+        if what != said:
+            said = what
+            print(f"{what}; up to {left:.0f} s more", file=sys.stderr, flush=True)
+
+    return wait_for_proxy(config, seconds, line)
+
+
+def _summary(config: WatchdogConfig, state: WatchdogState, live: Liveness,
+             now: datetime) -> dict[str, Any]:
+    """``status --json`` (docs/cli-json/status.schema.json); a new field is one entry here
+    and one line in :func:`_status_lines`."""
     routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
     hour = now - timedelta(hours=1)
     pin = state.active_pin(now)
-    summary = {
+    budget, kill = _budget(config, now)
+    return {
+        "generated_at": now,
+        "watchdog": live.to_json(now),
         "active_target": state.active_target,
         "active_since": state.active_since,
-        "pin": pin.model_dump(mode="json") if pin else None,
+        "pin": pin.model_dump() if pin else None,
         "degraded": state.degraded,
         "restarts_last_hour": state.restarts_since(hour),
         "switches_last_hour": state.switches_since(hour),
         "crash_loop": bool(state.extra.get("crash_loop")),
-        "budget": {**_budget(config, now)[0].to_json(),
-                   "kill_switch_active": _budget(config, now)[1]},
+        "budget": {**budget.to_json(), "kill_switch_active": kill},
         "routes": {name: {"state": circuit_of(state.route(name)).label,
-                          **state.route(name).model_dump(mode="json", exclude={"state"})}
+                          **state.route(name).model_dump(exclude={"state"})}
                    for name in routes},
     }
+
+
+def _status_lines(config: WatchdogConfig, summary: dict[str, Any], now: datetime) -> list[Text]:
+    labels = {t.name: t.label for t in config.targets}
+    active = summary["active_target"]
+    pin = summary["pin"]
+    target = Text("  active target: ")
+    if active is None:
+        target.append("unknown (the watchdog has not run yet)", "yellow")
+    else:
+        target.append(labels.get(active, active),
+                      "green" if active == config.targets[0].name else "bold yellow")
+        if summary["active_since"] is not None:
+            target.append(f" (since {out.ago(summary['active_since'], now)})")
+    if pin:
+        until = f" until {out.iso(pin['expires_at'])}" if pin["expires_at"] else ""
+        target.append(f", pinned{until} by hand", "yellow")
+    degraded = Text("  degraded mode: ")
+    degraded.append(*(("ON (every provider failed: repeated prompts get stale answers)",
+                       "bold red") if summary["degraded"] else ("off", "green")))
+    degraded.append(f"; proxy restarts in the last hour: {summary['restarts_last_hour']}")
+    if summary["crash_loop"]:
+        degraded.append("; CRASH LOOP", "bold red")
+    b = summary["budget"]
+    budget = Text("  budget: ")
+    budget.append_text(out.styled(b["status"]))
+    budget.append(f", ${b['total_spent']:.2f} of ${b['budget']:.2f} this month "
+                  f"({b['percent_used']:.0f}%); kill switch ")
+    budget.append(*(("ON (free providers only)", "bold red") if b["kill_switch_active"]
+                    else ("off", "green")))
+    budget.append(f"; stale answers this month: {b['stale_answers']}")
+    return [target, degraded, budget]
+
+
+def _route_rows(config: WatchdogConfig, summary: dict[str, Any],
+                now: datetime) -> list[list[str | Text]]:
+    rows: list[list[str | Text]] = []
+    for name, route in summary["routes"].items():
+        latency = "-" if route["last_latency_s"] is None else \
+            f"{route['last_latency_s'] * 1000:.0f}ms"
+        detail = route["diagnosis"] or route["last_message"] or ""
+        rows.append([name, out.styled(route["state"]), route["last_error_class"] or "-",
+                     latency, out.ago(route["last_success"], now), redact(detail)])
+    return rows
+
+
+def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
+    if wait > 0:
+        waited = time.monotonic()
+        if _wait_with_progress(config, wait):
+            print(f"the watchdog saw the proxy answer after "
+                  f"{out.human_age(time.monotonic() - waited)}", file=sys.stderr)
+        else:
+            print(f"(the proxy did not answer the watchdog within {wait:.0f} s)",
+                  file=sys.stderr)
+    state = load_state(config.paths.state_file).state
+    now = datetime.now(UTC)
+    live = watchdog_liveness(config)
+    summary = _summary(config, state, live, now)
     if as_json:
         _print_json(summary)
         return EXIT_OK
-    labels = {t.name: t.label for t in config.targets}
-    active = state.active_target or "unknown (the watchdog has not run yet)"
-    print(f"active target: {labels.get(active, active)}"
-          f"{f' (pinned until {pin.expires_at})' if pin and pin.expires_at else ''}"
-          f"{' (pinned)' if pin and not pin.expires_at else ''}")
-    degraded = ("ON (every provider failed: repeated prompts get stale answers)"
-                if state.degraded else "off")
-    print(f"degraded mode: {degraded}; proxy restarts in the last "
-          f"hour: {summary['restarts_last_hour']}{'; CRASH LOOP' if summary['crash_loop'] else ''}")
-    budget, kill = _budget(config, now)
-    print(f"budget: {budget.level}, ${budget.spent:.2f} of ${budget.limit:.2f} this month "
-          f"({budget.percent_used:.0f}%); kill switch {'ON' if kill else 'off'}; stale answers "
-          f"served this month: {budget.stale_answers}")
-    rows = [["ROUTE", "STATE", "CLASS", "LATENCY", "LAST OK", "LAST ERROR / DIAGNOSIS"]]
-    for name in routes:
-        route = state.route(name)
-        latency = "-" if route.last_latency_s is None else f"{route.last_latency_s * 1000:.0f}ms"
-        detail = route.diagnosis or route.last_message or ""
-        rows.append([name, circuit_of(route).label, route.last_error_class or "-", latency,
-                     _age(route.last_success, now), redact(detail)[:90]])
-    print(_table(rows))
+    con = out.console()
+    con.print(live.line(now))
+    if not live.running:
+        when = (f"from {out.ago(live.updated, now)}" if live.updated is not None
+                else "(there is none)")
+        con.print(Text(f"  What follows is the last state the watchdog saved, {when}: it is "
+                       "not the present. Start the watchdog's service (or deploy again); "
+                       "`provider-fallback check` probes now.",
+                       "yellow"))
+    for line in _status_lines(config, summary, now):
+        con.print(line)
+    title = None if live.running else f"as last saved, {out.ago(live.updated, now)} (STALE)"
+    con.print()
+    out.show(con, out.table(["ROUTE", "STATE", "CLASS", "LATENCY", "LAST OK",
+                             "LAST ERROR / DIAGNOSIS"], _route_rows(config, summary, now),
+                            title=title))
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- check
 
 
 async def _check(config: WatchdogConfig) -> list[dict[str, Any]]:
@@ -170,31 +330,33 @@ async def _check(config: WatchdogConfig) -> list[dict[str, Any]]:
 
 
 def cmd_check(config: WatchdogConfig, as_json: bool) -> int:
+    """Probe now; fails (exit 1) when the watchdog is not running, as nothing would act on a
+    failure then, or when fewer than ``min_healthy_providers`` are healthy."""
+    live = watchdog_liveness(config)
     results = asyncio.run(_check(config))
     healthy = [r["route"] for r in results if r["ok"]]
     enough = len(healthy) >= config.min_healthy_providers
+    ok = enough and live.running
+    now = datetime.now(UTC)
     if as_json:
-        _print_json({"healthy": healthy, "minimum": config.min_healthy_providers,
-                     "ok": enough, "results": results})
-    else:
-        rows = [["ROUTE", "OK", "CLASS", "LATENCY", "MESSAGE"]]
-        rows += [[r["route"], "yes" if r["ok"] else "NO", r["class"] or "-",
-                  f"{r['latency_s'] * 1000:.0f}ms", r["message"][:80]] for r in results]
-        print(_table(rows))
-        mark = "OK" if enough else "WARNING"
-        print(f"{mark}: {len(healthy)} providers healthy (minimum "
-              f"{config.min_healthy_providers}): {healthy}")
-    return EXIT_OK if enough else EXIT_UNHEALTHY
+        _print_json({"ok": ok, "watchdog": live.to_json(now), "healthy": healthy,
+                     "minimum": config.min_healthy_providers, "results": results})
+        return EXIT_OK if ok else EXIT_UNHEALTHY
+    con = out.console()
+    rows: list[list[str | Text]] = [
+        [r["route"], out.styled("yes" if r["ok"] else "NO"), r["class"] or "-",
+         f"{r['latency_s'] * 1000:.0f}ms", r["message"]] for r in results]
+    out.show(con, out.table(["ROUTE", "OK", "CLASS", "LATENCY", "MESSAGE"], rows))
+    con.print(Text.assemble(out.styled("OK" if enough else "WARNING"),
+                            f": {len(healthy)} providers healthy (minimum "
+                            f"{config.min_healthy_providers}): {healthy}"))
+    if not live.running:
+        con.print(Text.assemble(out.styled("FAILED", "failed"), ": ", live.line(now),
+                                ": no one acts on a failure"))
+    return EXIT_OK if ok else EXIT_UNHEALTHY
 
 
-def _watchdog_running(config: WatchdogConfig) -> bool:
-    """From the watchdog's PID file; ``process_alive`` never signals the process (on Windows
-    ``os.kill`` would terminate it) and counts another user's process as alive."""
-    pid_file = Path(config.paths.state_file).with_name(WATCHDOG_PID_FILE)
-    try:
-        return process_alive(int(pid_file.read_text().strip()))
-    except (OSError, ValueError):
-        return False
+# --------------------------------------------------------------------------- switch
 
 
 def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
@@ -251,6 +413,9 @@ def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- events
+
+
 def _since(text: str | None) -> datetime | None:
     """A duration back from now (``1h``) or an ISO timestamp (naive means UTC, as in the log)."""
     if text is None:
@@ -262,19 +427,70 @@ def _since(text: str | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool) -> int:
+def follow_events(path: str | Path, since: datetime | None,
+                  stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+    """The events of ``path`` since ``since``, then each new one as it is appended (like
+    ``tail -f``): only complete lines, and from the start again if the file was replaced
+    or cut (a rotation)."""
+    target = Path(path)
+    offset, inode, pending = 0, None, b""
+    while not stop():
+        try:
+            info = target.stat()
+        except FileNotFoundError:
+            info = None
+        if info is not None and (info.st_ino != inode or info.st_size < offset):
+            offset, inode, pending = 0, info.st_ino, b""
+        if info is not None and info.st_size > offset:
+            with target.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            *complete, pending = (pending + chunk).split(b"\n")
+            for raw in complete:
+                event = parse_line(raw.decode("utf-8", "replace").rstrip("\r"))
+                if event is not None and (since is None or event.ts >= since):
+                    yield event
+            continue
+        time.sleep(POLL_S)
+
+
+def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool,
+               follow: bool = False) -> int:
+    """The event log; ``--json`` is JSON Lines (one event per line, as events.jsonl holds
+    them), so ``--follow --json`` streams and each line parses on its own."""
     try:
         start = _since(since)
     except ValueError:
         return _usage(f"--since {since!r}: a duration such as 1h or an ISO timestamp")
     path = config.paths.event_jsonl if as_json else config.paths.event_log
-    events = read_events(path, since=start) if Path(path).exists() else []
-    if as_json:
-        _print_json([json.loads(e.json_line()) for e in events])
+    events: Iterator[Event] | list[Event]
+    if follow:
+        events = follow_events(path, start)
     else:
+        events = read_events(path, since=start) if Path(path).exists() else []
+    con = out.console()
+    try:
         for event in events:
-            print(event.line(), end="")
+            if as_json:
+                out.print_json(event.to_json(), lines=True)
+            else:
+                con.print(Text.assemble(f"[{out.iso(event.ts)}] ",
+                                        out.styled(str(event.kind), _EVENT_STYLE.get(
+                                            str(event.kind))), f": {event.message}"))
+                if follow:
+                    sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
+
+
+_EVENT_STYLE = {"FALLBACK": "warning", "EMERGENCY": "failed", "ERROR": "failed",
+                "KILL-SWITCH": "failed", "RESTART": "warning", "RESTORED": "ok",
+                "RECOVERY": "ok"}
+
+
+# --------------------------------------------------------------------------- budget
 
 
 def _budget(config: WatchdogConfig, now: datetime) -> tuple[BudgetStatus, bool]:
@@ -291,27 +507,40 @@ def cmd_budget(config: WatchdogConfig, action: str | None, yes: bool, as_json: b
             return _usage("budget reset turns the kill switch off and lets paid providers be "
                           "used for the rest of the month: run it again with --yes to confirm")
         was = KillSwitch(config).reset(status.spent, now)
-        print("kill switch reset: paid providers allowed until the end of "
-              f"{status.month}" if was else "the kill switch was not active; nothing changed")
+        message = (f"kill switch reset: paid providers allowed until the end of {status.month}"
+                   if was else "the kill switch was not active; nothing changed")
+        if as_json:
+            _print_json({"action": "reset", "was_active": was, "month": status.month,
+                         "message": message})
+        else:
+            print(message)
         return EXIT_OK
     if as_json:
         _print_json({**status.to_json(), "kill_switch_active": kill,
                      "allowed_providers": KillSwitch(config).allowed(kill)})
         return EXIT_OK
-    print(f"Budget Status: {status.level}")
-    print(f"Spent: ${status.spent:.2f} of ${status.limit:.2f} ({status.percent_used:.1f}%) in "
-          f"{status.month}, {status.requests} requests")
-    print(f"Remaining: ${status.remaining:.2f}")
-    print(f"Today: ${status.spent_today:.2f} (daily threshold ${status.daily_threshold:.2f}"
-          f"{', EXCEEDED' if status.daily_warning else ''})")
-    print(f"Projected month end: ${status.projected:.2f}"
-          f"{' (over budget)' if status.projected_overspend else ''}")
+    con = out.console()
+    con.print(Text.assemble("Budget Status: ", out.styled(str(status.level))))
+    con.print(f"Spent: ${status.spent:.2f} of ${status.limit:.2f} ({status.percent_used:.1f}%) "
+              f"in {status.month}, {status.requests} requests")
+    con.print(f"Remaining: ${status.remaining:.2f}")
+    today = Text(f"Today: ${status.spent_today:.2f} (daily threshold "
+                 f"${status.daily_threshold:.2f}")
+    if status.daily_warning:
+        today.append(", EXCEEDED", "bold red")
+    con.print(today + Text(")"))
+    projected = Text(f"Projected month end: ${status.projected:.2f}")
+    if status.projected_overspend:
+        projected.append(" (over budget)", "bold red")
+    con.print(projected)
     if status.by_provider:
-        print("By provider: " + ", ".join(f"{k} ${v:.2f}"
-                                          for k, v in sorted(status.by_provider.items())))
+        con.print("By provider: " + ", ".join(f"{k} ${v:.2f}"
+                                              for k, v in sorted(status.by_provider.items())))
     if kill:
-        print("⚠️ KILL-SWITCH: Budget exceeded, switching to free providers only")
-        print(f"Allowed providers: {', '.join(config.budget.free_allow_list)}")
+        warn = out.glyph("⚠ ", "! ")
+        con.print(Text(f"{warn}KILL-SWITCH: Budget exceeded, switching to free providers only",
+                       "bold red"))
+        con.print(f"Allowed providers: {', '.join(config.budget.free_allow_list)}")
     return EXIT_OK
 
 
@@ -332,6 +561,9 @@ def cmd_select(config: WatchdogConfig, task: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- reports
+
+
 def cmd_report(config: WatchdogConfig, since: str | None, kind: str, as_json: bool) -> int:
     try:
         start = _since(since or "24h")
@@ -342,15 +574,22 @@ def cmd_report(config: WatchdogConfig, since: str | None, kind: str, as_json: bo
     if kind == "history":
         rows = history(events, config)
         if as_json:
-            _print_json([row.__dict__ for row in rows])
+            _print_json([asdict(row) for row in rows])
         else:
             print(history_table(rows), end="")
         return EXIT_OK
     now = datetime.now(UTC)
     state = load_state(config.paths.state_file).state
-    print(outage_report(ReportInputs(config, state, events, now,
-                                     kill_switch_active=_budget(config, now)[1])), end="")
+    inputs = ReportInputs(config, state, events, now,
+                          kill_switch_active=_budget(config, now)[1])
+    if as_json:
+        _print_json(outage_data(inputs))
+    else:
+        print(outage_report(inputs), end="")
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- watch
 
 
 async def _watch(config: WatchdogConfig) -> None:
@@ -382,41 +621,132 @@ def cmd_watch(config: WatchdogConfig) -> int:
 # --------------------------------------------------------------------------- main
 
 
-def parser() -> argparse.ArgumentParser:
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions and examples as written; every option's real default shown (not the
+    None or False of an option that has none, nor twice where the help names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+#: Subcommands without JSON output: ``--json`` is refused with exit 2 and this reason.
+NO_JSON = {"watch": "it runs the service and prints its log; ask `status --json` instead"}
+
+
+def _targets_hint(argv: Sequence[str] | None) -> list[str] | None:
+    """The config's target names, for ``switch --help`` (None when it cannot be read)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    path = DEFAULT_CONFIG
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    try:
+        return [t.name for t in WatchdogConfig.load(path).targets]
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
+def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line. ``targets``: the valid ``switch`` targets, listed in its help."""
     top = argparse.ArgumentParser(prog="provider-fallback", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  formatter_class=_HelpFormatter)
+    top.add_argument("--version", action="version", version=installed().line(),
+                     help="print the version and the SHA256 of the installed wheel")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=DEFAULT_CONFIG, help="the rendered watchdog.json")
+    common.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                        help="the rendered watchdog.json (env PROVIDER_FALLBACK_CONFIG)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = top.add_subparsers(dest="command", required=True)
-    sub.add_parser("watch", parents=[common], help="run the watchdog loop")
-    status = sub.add_parser("status", parents=[common],
-                            help="routes, circuits and the active target")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
+        text = (textwrap.fill(description, 88) + "\n\nexamples:\n"
+                + "\n".join(f"  {e}" for e in examples))
+        return sub.add_parser(name, parents=[common], help=summary, description=text,
+                              formatter_class=_HelpFormatter)
+
+    add("watch", "run the watchdog loop (what the service runs)",
+        "Probe the proxy and every provider each interval, fail over and back, restart the "
+        "proxy, track spend, and serve /metrics. The service runs this; no --json.",
+        "provider-fallback watch --config /etc/provider-fallback/watchdog.json")
+    status = add("status", "whether the watchdog runs, and what it sees",
+                 "Whether the watchdog is running and how old its data is, then the active "
+                 "target, degraded mode, budget and kill switch, and per route its circuit, "
+                 "error class, latency, last success and diagnosis.",
+                 "provider-fallback status", "provider-fallback status --wait 120",
+                 "provider-fallback status --json | jq .watchdog.state")
     status.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for the watchdog to see the proxy answer")
-    sub.add_parser("check", parents=[common], help="probe now; exit 1 if too few are healthy")
-    switch = sub.add_parser("switch", parents=[common], help="pin the agents to a target")
-    switch.add_argument("target")
-    switch.add_argument("--for", dest="ttl", help="pin expiry, e.g. 30m (default: until restore)")
-    sub.add_parser("restore", parents=[common], help="drop the pin")
-    events = sub.add_parser("events", parents=[common], help="the event log")
-    events.add_argument("--since", help="a duration (1h) or an ISO timestamp")
-    budget = sub.add_parser("budget", parents=[common],
-                            help="this month's spend, status and kill switch (9.1, 9.3)")
+    add("check", "probe now; exit 1 if the watchdog is stopped or too few are healthy",
+        "Probe the proxy and every provider now (runbook 6.1, 6.3). Exit 1 when fewer than "
+        "min_healthy_providers answer or when the watchdog is not running.",
+        "provider-fallback check", "provider-fallback check --json")
+    valid = ", ".join(targets) if targets else "the targets of the config (see `status`)"
+    switch = add("switch", "pin the agents to a target",
+                 f"Pin the agents to TARGET until `restore` or the --for expiry. Valid "
+                 f"targets: {valid}.",
+                 f"provider-fallback switch {(targets or ['', 'kilo-code'])[1]} --for 30m")
+    switch.add_argument("target", metavar="TARGET", help=f"one of: {valid}")
+    switch.add_argument("--for", dest="ttl", metavar="DURATION",
+                        help="pin expiry, e.g. 30m (default: until `restore`)")
+    add("restore", "drop the pin; health decides again",
+        "Drop a pin set by `switch`: the watchdog picks the target by health again.",
+        "provider-fallback restore")
+    events = add("events", "the event log (FALLBACK, RESTORED, EMERGENCY, ...)",
+                 "The event log in the runbook's lines; with --json one JSON object per "
+                 "line (JSON Lines), so --follow --json streams.",
+                 "provider-fallback events --since 1h", "provider-fallback events --follow",
+                 "provider-fallback events --since 2026-11-30T00:00:00Z --json | jq .kind")
+    events.add_argument("--since", metavar="WHEN",
+                        help="a duration back from now (1h) or an ISO timestamp (default: all)")
+    events.add_argument("--follow", "-f", action="store_true",
+                        help="keep printing new events as they are logged (Ctrl+C stops)")
+    budget = add("budget", "this month's spend, status and kill switch (runbook 9.1, 9.3)",
+                 "Spend this month, its status (OK / WARNING / CRITICAL / EXCEEDED), the daily "
+                 "threshold, the month-end projection and the kill switch. `budget reset "
+                 "--yes` turns the kill switch off for the rest of the month.",
+                 "provider-fallback budget", "provider-fallback budget reset --yes")
     budget.add_argument("action", nargs="?", choices=["reset"],
                         help="reset: turn the kill switch off for the rest of the month")
     budget.add_argument("--yes", action="store_true", help="confirm `budget reset`")
-    select = sub.add_parser("select", parents=[common], help="cost-aware provider choice (9.2)")
-    select.add_argument("--task", required=True, choices=TASKS)
-    report = sub.add_parser("report", parents=[common], help="the outage report (7.3)")
-    report.add_argument("--since", help="events since: a duration (default 24h) or ISO time")
-    hist = sub.add_parser("history", parents=[common], help="recurring issues (5.3)")
-    hist.add_argument("--since", help="events since: a duration or ISO time (default all)")
+    select = add("select", "the cost-aware provider for a task (runbook 9.2)",
+                 "The cheapest provider that suits TASK within the remaining budget (only "
+                 "free ones while the kill switch is on).",
+                 "provider-fallback select --task coding")
+    select.add_argument("--task", required=True, choices=TASKS, help="the kind of work")
+    report = add("report", "the outage report (runbook 7.3)",
+                 "Runbook 7.3's outage report from the event log and the saved state: "
+                 "Markdown, or its data with --json.",
+                 "provider-fallback report --since 6h > outage.md")
+    report.add_argument("--since", metavar="WHEN", default="24h",
+                        help="events since: a duration or an ISO timestamp")
+    hist = add("history", "recurring issues (runbook 5.3)",
+               "Runbook 5.3's table of recurring issues: last date, issue, resolution and "
+               "frequency, the most frequent first.",
+               "provider-fallback history --since 30d")
+    hist.add_argument("--since", metavar="WHEN",
+                      help="events since: a duration or ISO time (default: all)")
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    out.harden_streams()
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # `provider-fallback events | head`: the reader left, not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = parser(_targets_hint(argv) if _wants_help(argv) else None).parse_args(argv)
+    if args.json and args.command in NO_JSON:
+        return _usage(f"{args.command} has no JSON output: {NO_JSON[args.command]}")
     config = _load(args.config)
     if args.command == "watch":
         return cmd_watch(config)
@@ -438,7 +768,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_select(config, args.task, args.json)
     if args.command in ("report", "history"):
         return cmd_report(config, args.since, args.command, args.json)
-    return cmd_events(config, args.since, args.json)
+    return cmd_events(config, args.since, args.json, args.follow)
+
+
+def _wants_help(argv: Sequence[str] | None) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    return "-h" in args or "--help" in args
 
 
 if __name__ == "__main__":

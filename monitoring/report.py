@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from monitoring.circuit import circuit_of
 from monitoring.classify import ErrorClass
@@ -86,8 +86,9 @@ class ReportInputs:
     kill_switch_active: bool = False
 
 
-def outage_report(inp: ReportInputs) -> str:
-    """Runbook 7.3's Markdown, filled (see the module docstring for the rules)."""
+def outage_data(inp: ReportInputs) -> dict[str, Any]:
+    """Runbook 7.3's report as data (see the module docstring for the rules): what
+    ``report --json`` prints and what :func:`outage_report` writes as Markdown."""
     config, state = inp.config, inp.state
     routes = [PROXY_ROUTE, *(p.name for p in config.providers)]
     down = [r for r in routes if not circuit_of(state.route(r)).usable]
@@ -115,34 +116,58 @@ def outage_report(inp: ReportInputs) -> str:
         steps.insert(0, "Budget exceeded: only free providers until the month rolls over or "
                         "`provider-fallback budget reset --yes`")
     steps = steps or list(GENERIC_STEPS)
-
-    def box(flag: bool) -> str:
-        return "[x]" if flag else "[ ]"
-
     names = ("Primary", "Fallback", "Tertiary")
-    status_lines = [f"- {names[i]} ({t.label}): {_target_status(config, state, t)}"
-                    for i, t in enumerate(targets[:3])]
     rank = [t.name for t in targets]
     recovery = RECOVERY[min(rank.index(primary.name), 3)]
     if active is not None and active.name == primary.name and not down:
         recovery = "recovered"
+    return {
+        "date": format_ts(first),
+        "severity": severity,
+        "affected_providers": affected,
+        "current_status": [{"role": names[i], "target": t.name, "label": t.label,
+                            "status": _target_status(config, state, t)}
+                           for i, t in enumerate(targets[:3])],
+        "impact": {
+            "development_workflow": active is None or active.name != primary.name
+            or state.degraded,
+            "ci_cd_pipeline": healthy < config.min_healthy_providers,
+            "production_deployment": state.degraded,
+        },
+        "mitigation": {"active_target": active.name if active else None,
+                       "active_label": active.label if active else None,
+                       "degraded": state.degraded, "estimated_recovery": recovery},
+        "next_steps": steps[:3],
+        "events": [e.to_json() for e in inp.events],
+    }
+
+
+def outage_report(inp: ReportInputs) -> str:
+    """Runbook 7.3's Markdown, filled from :func:`outage_data`."""
+    data = outage_data(inp)
+    impact, mitigation = data["impact"], data["mitigation"]
+
+    def box(flag: bool) -> str:
+        return "[x]" if flag else "[ ]"
+
+    status_lines = [f"- {s['role']} ({s['label']}): {s['status']}"
+                    for s in data["current_status"]]
     lines = [
         "## Provider Outage Report", "",
-        f"**Date**: {format_ts(first)}",
-        f"**Severity**: {severity}",
-        f"**Affected Providers**: {', '.join(affected) if affected else 'none'}", "",
+        f"**Date**: {data['date']}",
+        f"**Severity**: {data['severity']}",
+        f"**Affected Providers**: {', '.join(data['affected_providers']) or 'none'}", "",
         "### Current Status", "", *status_lines, "",
         "### Impact", "",
-        f"- {box(active is None or active.name != primary.name or state.degraded)} "
-        "Development workflow affected",
-        f"- {box(healthy < config.min_healthy_providers)} CI/CD pipeline affected",
-        f"- {box(state.degraded)} Production deployment affected", "",
+        f"- {box(impact['development_workflow'])} Development workflow affected",
+        f"- {box(impact['ci_cd_pipeline'])} CI/CD pipeline affected",
+        f"- {box(impact['production_deployment'])} Production deployment affected", "",
         "### Mitigation", "",
-        f"- Current active provider: {active.label if active else 'unknown'}"
-        f"{' (degraded mode: stale answers from the cache)' if state.degraded else ''}",
-        f"- Estimated recovery: {recovery}", "",
+        f"- Current active provider: {mitigation['active_label'] or 'unknown'}"
+        f"{' (degraded mode: stale answers from the cache)' if mitigation['degraded'] else ''}",
+        f"- Estimated recovery: {mitigation['estimated_recovery']}", "",
         "### Next Steps", "",
-        *[f"{i}. {step}" for i, step in enumerate(steps[:3], start=1)], "",
+        *[f"{i}. {step}" for i, step in enumerate(data["next_steps"], start=1)], "",
         "### Events", "",
         *([f"- {e.line().rstrip()}" for e in inp.events] or ["- none in this period"]),
     ]

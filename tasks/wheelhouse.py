@@ -19,6 +19,7 @@ host without internet can be provisioned).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -29,7 +30,9 @@ import sys
 import tarfile
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from monitoring.stack import Stack
+from monitoring.version import BuildInfo
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS_DIR = REPO / "locks"
@@ -189,12 +193,83 @@ def build_project_wheel(dest: Path) -> Path:
     return target
 
 
-def _pip(args: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> None:
-    """Run the controller's pip quietly; LockError with pip's own last words on failure."""
-    done = subprocess.run([sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check",
-                           *args], env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LockError(f"{what} failed: {done.stderr[-3000:]}")
+#: Where the wheelhouse says what it is doing: a line per step, so it reads the same under
+#: pyinfra's own progress display, in a CI log and on a terminal.
+Report = Callable[[str], None]
+
+
+def stderr_report(line: str) -> None:
+    print(f"wheelhouse: {line}", file=sys.stderr, flush=True)
+
+
+def _pip(args: Sequence[str], what: str, env: Mapping[str, str] | None = None,
+         on_line: Callable[[str], None] | None = None) -> None:
+    """Run the controller's pip with its output streamed, line by line, to ``on_line`` (its
+    progress bars off: a pipe gets one line per file); LockError with pip's own last words
+    on failure."""
+    command, *rest = args
+    proc = subprocess.Popen([sys.executable, "-m", "pip", "--disable-pip-version-check",
+                             command, "--progress-bar", "off", *rest], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    tail: deque[str] = deque(maxlen=80)
+    with proc.stdout:
+        for line in proc.stdout:
+            tail.append(line)
+            if on_line is not None:
+                on_line(line.rstrip())
+    if proc.wait() != 0:
+        raise LockError(f"{what} failed: {''.join(tail)[-3000:]}")
+
+
+class DownloadProgress:
+    """Counts the wheels pip saved and their size; reports at every tenth of the total."""
+
+    SAVED = re.compile(r"^\s*(?:Saved|File was already downloaded) (?P<path>.+)$")
+
+    def __init__(self, total: int, report: Report) -> None:
+        self.total, self.report = max(total, 1), report
+        self.count = self.size = self._decile = 0
+
+    def __call__(self, line: str) -> None:
+        match = self.SAVED.match(line)
+        if match is None:
+            return
+        self.count += 1
+        with contextlib.suppress(OSError):
+            self.size += Path(match["path"]).stat().st_size
+        decile = self.count * 10 // self.total
+        if decile > self._decile or self.count == self.total:
+            self._decile = decile
+            self.report(f"{self.count}/{self.total} wheels, {megabytes(self.size)}")
+
+
+class ByteProgress:
+    """A transfer of ``total`` bytes, reported at every tenth: for uploads that pyinfra shows
+    as one silent operation (the Windows wheelhouse and release zips). Call :meth:`advance`
+    with each chunk's size."""
+
+    def __init__(self, what: str, total: int, report: Report = stderr_report) -> None:
+        self.what, self.total, self.report = what, max(total, 1), report
+        self.done = self._decile = 0
+
+    def advance(self, size: int) -> None:
+        self.done += size
+        decile = min(10, self.done * 10 // self.total)
+        if decile > self._decile:
+            self._decile = decile
+            self.report(f"{self.what}: {megabytes(self.done)} of {megabytes(self.total)} "
+                        f"({decile * 10}%)")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path``."""
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
 
 
 def _sha256(path: Path) -> str:
@@ -206,7 +281,7 @@ def _sha256(path: Path) -> str:
 
 
 def _download(pins: Sequence[Pin], dest: Path, platforms: Sequence[str],
-              python_version: str) -> None:
+              python_version: str, report: Report = stderr_report) -> None:
     reqs = dest / "requirements.txt"
     reqs.write_text("".join(pin.line() + "\n" for pin in pins))
     argv = ["download", "--no-deps", "--require-hashes", "--only-binary=:all:",
@@ -214,8 +289,15 @@ def _download(pins: Sequence[Pin], dest: Path, platforms: Sequence[str],
             "-d", str(dest / "wheels"), "-r", str(reqs)]
     for tag in platforms:
         argv += ["--platform", tag]
+    report(f"downloading {len(pins)} wheels for {', '.join(platforms[:1])} / CPython "
+           f"{python_version} (once: later deploys use the cache in {dest})")
+    started = time.monotonic()
+    progress = DownloadProgress(len(pins), report)
     _pip(argv, "downloading the wheelhouse (the controller needs the package index once; "
-               "later runs use the cache)")
+               "later runs use the cache)", on_line=progress)
+    count, size = tree_size(dest / "wheels")
+    report(f"downloaded {count} wheels, {megabytes(size)} in "
+           f"{time.monotonic() - started:.0f} s")
 
 
 def _tar(source: Path, files: Sequence[Path], out: Path) -> None:
@@ -243,7 +325,7 @@ _GUARD = threading.Lock()
 
 
 def build_wheelhouse(stack: Stack, markers: Mapping[str, str],
-                     platforms: Sequence[str]) -> Wheelhouse:
+                     platforms: Sequence[str], report: Report = stderr_report) -> Wheelhouse:
     """The wheelhouse for a host with these ``markers`` and pip ``platforms`` tags.
 
     Cached by content: hosts alike share one download (and one build per run), and a second
@@ -257,12 +339,12 @@ def build_wheelhouse(stack: Stack, markers: Mapping[str, str],
         process_lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
     with process_lock:
         if key not in _BUILT:
-            _BUILT[key] = _build(key, pins, platforms, python_version)
+            _BUILT[key] = _build(key, pins, platforms, python_version, report)
         return _BUILT[key]
 
 
 def _build(key: str, pins: Sequence[Pin], platforms: Sequence[str],
-           python_version: str) -> Wheelhouse:
+           python_version: str, report: Report) -> Wheelhouse:
     root = cache_root() / "wheelhouse"
     root.mkdir(parents=True, exist_ok=True)
     house = root / key
@@ -271,16 +353,22 @@ def _build(key: str, pins: Sequence[Pin], platforms: Sequence[str],
         if not (house / ".complete").exists():
             shutil.rmtree(house, ignore_errors=True)
             house.mkdir()
-            _download(pins, house, platforms, python_version)
+            _download(pins, house, platforms, python_version, report)
             (house / ".complete").write_text(key)
+        else:
+            count, size = tree_size(house / "wheels")
+            report(f"cached: {count} wheels, {megabytes(size)} ({house})")
         wheel = build_project_wheel(house / "project")
         for stale in (house / "project").glob("*.whl"):
             if stale != wheel:
                 stale.unlink()
         wheel_sha = _sha256(wheel)
+        # The hash decides whether hosts reinstall the watchdog: say which build this is.
+        report(f"{wheel.name} sha256 {wheel_sha}")
         tar = house / f"bundle-{wheel_sha[:16]}.tar"
         if not tar.exists():
             files = [house / "requirements.txt", wheel, *(house / "wheels").iterdir()]
+            report(f"packing {len(files)} files into {tar.name}")
             _tar(house, files, tar)
         for old in house.glob("bundle-*.tar"):  # one 170 MB tar per watchdog build otherwise
             if old != tar:
@@ -314,6 +402,18 @@ def wheel_directory(stack: Stack, markers: Mapping[str, str],
             os.link(wheel, tmp / wheel.name)
         tmp.rename(flat)
     return flat, root / "requirements.txt"
+
+
+def checkout_build() -> BuildInfo:
+    """This checkout's version and the SHA256 of the watchdog wheel a deploy would install
+    from it (built now in a temporary directory: the build is reproducible, so it is the
+    same hash the deploy records on the host)."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = build_project_wheel(Path(tmp))
+        return BuildInfo(version, _sha256(wheel), f"{wheel.name} built from {REPO}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

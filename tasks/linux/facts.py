@@ -12,6 +12,8 @@ from typing import Any, TypedDict
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
 
+from monitoring.version import LINUX_MARKER
+
 
 class Platform(TypedDict):
     """What the deploy branches on."""
@@ -68,7 +70,7 @@ class PythonMarkers(FactBase[dict[str, str] | None]):
 #: Lists the venv's distributions and the marker our wheel's install left, as JSON.
 _VENV_SCRIPT = (
     "import json, sys, importlib.metadata as m, pathlib; "
-    "marker = pathlib.Path(sys.prefix, 'provider-fallback.sha256'); "
+    f"marker = pathlib.Path(sys.prefix, {LINUX_MARKER!r}); "
     "print(json.dumps({'python': '%d.%d.%d' % sys.version_info[:3], "
     "'distributions': {d.metadata['Name'].lower().replace('_', '-').replace('.', '-'): "
     "d.version for d in m.distributions() if d.metadata['Name']}, "

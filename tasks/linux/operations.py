@@ -17,6 +17,7 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.api.operation import operation
 from pyinfra.facts.files import File, FileContents, Sha256File
 
+from monitoring.version import LINUX_MARKER
 from tasks.linux.facts import UfwStatus, Venv
 from tasks.wheelhouse import PROJECT, Wheelhouse
 
@@ -115,7 +116,7 @@ def venv_from_wheelhouse(venv: str, python: str, wheelhouse: Wheelhouse,
            f"--require-hashes --find-links {stage}/wheels -r {stage}/requirements.txt")
     yield (f"{pip} install --quiet --disable-pip-version-check --no-index --no-deps "
            f"--force-reinstall {stage}/{shlex.quote(wheelhouse.project_wheel)}")
-    marker = shlex.quote(f"{venv}/provider-fallback.sha256")
+    marker = shlex.quote(f"{venv}/{LINUX_MARKER}")
     yield f"echo {wheelhouse.project_sha256} > {marker}"
     yield f"rm -rf {stage} {shlex.quote(tar)}"
 

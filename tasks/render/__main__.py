@@ -5,6 +5,8 @@ parser and the real tools installed here (:mod:`tasks.render.validate`); only th
 written, so a bad stack.yaml leaves ``build/`` exactly as it was. Each OS directory is
 replaced as a whole (new tree written beside it, then swapped), so a stale file from an earlier
 render cannot linger. ``MANIFEST.json`` lists each file's host destination, mode and SHA256.
+
+Exit codes: 0 written; 2 the stack is invalid or does not render (nothing written).
 """
 
 from __future__ import annotations
@@ -66,13 +68,23 @@ def write_build(rendered: Rendered, target_dir: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.render", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", default="inventory/stack.yaml", help="the stack file")
+    parser.add_argument("--stack", default="inventory/stack.yaml",
+                        help="the stack file (default: inventory/stack.yaml)")
     parser.add_argument("--out", default="build", help="output directory (default: build)")
-    parser.add_argument("--os", choices=[*TARGET_OSES, "all"], default="all")
+    parser.add_argument("--os", choices=[*TARGET_OSES, "all"], default="all",
+                        help="the target OS to render for (default: all)")
     parser.add_argument("--host-data", help="a YAML file of per-host overrides (key: stack)")
     parser.add_argument("--no-secrets", action="store_true",
                         help="leave secret values out of secrets.env (names are still checked)")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and the SHA256 of the watchdog wheel a deploy "
+                             "from this checkout installs (it decides reinstalls), and exit")
     args = parser.parse_args(argv)
+    if args.version:
+        from tasks.wheelhouse import checkout_build
+
+        print(checkout_build().line("provider-fallback (render)"))
+        return 0
 
     try:
         overrides = load_host_data(args.host_data) if args.host_data is not None else None

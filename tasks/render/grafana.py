@@ -1,7 +1,8 @@
 """Grafana: the dashboard JSON and the two provisioning files, for Linux and Windows alike.
 
-The builders live in the ``monitoring`` package (:mod:`monitoring.dashboard`,
-:mod:`monitoring.grafana_provisioning`) beside the metric names they use; this module only
+The provisioning builders live in the ``monitoring`` package
+(:mod:`monitoring.grafana_provisioning`), the dashboard in :mod:`tasks.render.dashboard` (its
+SDK is a controller dependency); this module only
 dumps them with a stable key order and says where each file goes on the host (from
 :class:`~monitoring.layout.Layout`). The files are put in place whether or not the deploy
 installs Grafana itself (``grafana.install``), so an existing Grafana picks them up too.
@@ -9,9 +10,10 @@ installs Grafana itself (``grafana.install``), so an existing Grafana picks them
 
 from __future__ import annotations
 
-from monitoring import dashboard, grafana_provisioning
+from monitoring import grafana_provisioning
 from monitoring.layout import Layout
 from monitoring.stack import Stack
+from tasks.render import dashboard
 from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
 
 HEADER = "# Rendered from stack.yaml by provider-fallback: edit stack.yaml, not this file.\n"

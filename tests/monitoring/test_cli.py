@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from monitoring.probes import PROXY_ROUTE
 from monitoring.state import load_state, save_state
 from monitoring.watchdog_config import Listen, WatchdogConfig
 from tests.monitoring.conftest import LiveStack
+from tests.support.cli_json import errors
 from tests.support.litellm_proxy import free_port
+from tests.support.polling import until
 from tests.support.watchdog_harness import fast_config, provider_in_file, seed_agent_file
 
 pytestmark = pytest.mark.live
@@ -40,13 +43,55 @@ def config_file(live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return config, path
 
 
+@pytest.fixture
+def running_watchdog(live: LiveStack, config_file: tuple[WatchdogConfig, Path]
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    """The real watchdog (`provider-fallback watch`) on the config, until the test ends."""
+    config, path = config_file
+    seed_agent_file(config)
+    proc = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "watch", "--config",
+                             str(path)], env={**os.environ, **live.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pid_file = Path(config.paths.state_file).with_name("watchdog.pid")
+        # Past its start-up: it has written its PID and seen the proxy answer once (on a
+        # loaded machine a probe during the start-up burst can time out).
+        until(lambda: pid_file.exists() and load_state(config.paths.state_file).state
+              .route(PROXY_ROUTE).last_success is not None, 60,
+              "the watchdog's PID file and its first proxy success")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def test_check_passes_with_enough_healthy_providers(
-        config_file: tuple[WatchdogConfig, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        config_file: tuple[WatchdogConfig, Path], running_watchdog: subprocess.Popen[bytes],
+        capsys: pytest.CaptureFixture[str]) -> None:
     config, path = config_file
     assert main(["check", "--config", str(path), "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
+    assert errors("check", report) == []
     assert report["ok"] is True
-    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}
+    assert report["watchdog"]["state"] == "running"
+    assert report["watchdog"]["pid"] == running_watchdog.pid
+    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}, report
+
+
+def test_check_fails_when_the_watchdog_is_not_running(
+        config_file: tuple[WatchdogConfig, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Every provider answers, but nothing would act on a failure: `check` fails."""
+    config, path = config_file
+    assert main(["check", "--config", str(path), "--json"]) == EXIT_UNHEALTHY
+    report = json.loads(capsys.readouterr().out)
+    assert errors("check", report) == []
+    assert set(report["healthy"]) == {"litellm", *(p.name for p in config.providers)}, report
+    assert report["ok"] is False
+    assert report["watchdog"]["state"] == "never-run"
+    assert main(["check", "--config", str(path)]) == EXIT_UNHEALTHY
+    out = capsys.readouterr().out
+    assert "FAILED: o watchdog: inactive (it has never run here)" in out \
+        or "FAILED: ○ watchdog: inactive (it has never run here)" in out
 
 
 def test_check_fails_below_the_minimum_and_says_so(

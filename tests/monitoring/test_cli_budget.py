@@ -11,26 +11,14 @@ import pytest
 from monitoring.cli import EXIT_OK, EXIT_USAGE, main
 from monitoring.cost_log import CostRecord, append_record
 from monitoring.events import EventLog
-from monitoring.layout import layout
 from monitoring.stack import Stack
 from monitoring.watchdog_config import WatchdogConfig
-from tasks.render import watchdog
+from tests.support.cli_host import temp_host_config
 
 
 @pytest.fixture
 def config_file(stack: Stack, tmp_path: Path) -> tuple[Path, WatchdogConfig]:
-    base = watchdog.build(stack, layout(stack, "linux"))
-    log = tmp_path / "log"
-    paths = base.paths.model_copy(update={
-        "state_dir": str(tmp_path / "state"), "log_dir": str(log),
-        "event_log": str(log / "events.log"), "event_jsonl": str(log / "events.jsonl"),
-        "state_file": str(tmp_path / "state" / "state.json"),
-        "cost_log": str(log / "costs.log"), "alert_log": str(log / "alerts.log"),
-        "provider_config": str(tmp_path / "home" / "provider-config.json")})
-    config = base.model_copy(update={"paths": paths})
-    path = tmp_path / "watchdog.json"
-    path.write_text(config.model_dump_json())
-    return path, config
+    return temp_host_config(stack, tmp_path)
 
 
 def spend(config: WatchdogConfig, usd: float) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 import promql_parser
 import pytest
 
-from monitoring import dashboard
 from monitoring import metrics as m
-from monitoring.dashboard import DATASOURCE_REF, build
 from monitoring.layout import layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
+from tasks.render import dashboard
 from tasks.render.common import dump_json
+from tasks.render.dashboard import DATASOURCE_REF, build
 from tests.conftest import STACK_FILE
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -421,22 +421,48 @@ def test_grid_positions_fit_and_never_overlap(dash: dict[str, Any]) -> None:
         assert not overlap, (a[0], b[0])
 
 
-def test_layout_refuses_a_panel_wider_than_the_grid() -> None:
-    cell = dashboard.Cell({"title": "too wide"}, 25, 4)
-    with pytest.raises(ValueError, match="too wide"):
-        dashboard.lay_out([("Row", [cell])])
+def test_each_line_of_a_row_fills_the_grid(dash: dict[str, Any]) -> None:
+    """The SDK flows panels left to right: a line that does not add up to 24 would leave a
+    hole or push a panel onto a line of its own."""
+    lines: dict[int, int] = {}
+    for panel in panels(dash):
+        if panel["type"] != "row":
+            lines[panel["gridPos"]["y"]] = lines.get(panel["gridPos"]["y"], 0) \
+                + panel["gridPos"]["w"]
+    assert set(lines.values()) == {24}, lines
 
 
-def test_layout_wraps_a_line_below_its_tallest_panel() -> None:
-    cells = [dashboard.Cell({"title": t}, w, h) for t, w, h in
-             (("a", 12, 8), ("b", 12, 3), ("c", 6, 2))]
-    laid = dashboard.lay_out([("Row", cells)])
-    assert [p["gridPos"] for p in laid] == [
-        {"h": 1, "w": 24, "x": 0, "y": 0},
-        {"h": 8, "w": 12, "x": 0, "y": 1},
-        {"h": 3, "w": 12, "x": 12, "y": 1},
-        {"h": 2, "w": 6, "x": 0, "y": 9},
-    ]
+def test_rows_come_before_their_panels_in_order(dash: dict[str, Any]) -> None:
+    titles = [p["title"] for p in dash["panels"] if p["type"] == "row"]
+    assert titles == ["Failover", "Budget", "Proxy", "LiteLLM's own view"]
+    ys = [p["gridPos"]["y"] for p in dash["panels"]]
+    assert ys == sorted(ys)
+
+
+# --------------------------------------------------------------------------- Grafana's schema
+
+
+def test_the_dashboard_matches_grafanas_schema(dash: dict[str, Any]) -> None:
+    """Read back through the SDK's types (generated from Grafana's schema for 10.4), with
+    the typed options of each panel plugin and the Prometheus query type: nothing is lost."""
+    assert dashboard.schema_problems(dash) == []
+
+
+@pytest.mark.parametrize(("where", "key"), [
+    (("options",), "colourMode"),
+    (("fieldConfig", "defaults"), "unitt"),
+    (("targets", 0), "exprr"),
+])
+def test_the_schema_check_catches_an_unknown_key(dash: dict[str, Any], where: tuple[Any, ...],
+                                                 key: str) -> None:
+    broken = copy.deepcopy(dash)
+    node: Any = next(p for p in broken["panels"] if p["title"] == "Provider health status")
+    for step in where:
+        node = node[step]
+    node[key] = "x"
+    problems = dashboard.schema_problems(broken)
+    assert len(problems) == 1
+    assert problems[0].endswith(f".{key}: not in the schema"), problems
 
 
 # --------------------------------------------------------------------------- determinism

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from monitoring import grafana_provisioning as gp
-from monitoring.dashboard import build
 from monitoring.layout import Layout, layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
 from tasks.render.common import dump_yaml
+from tasks.render.dashboard import build
 from tests.conftest import STACK_FILE
 
 DATASOURCE_FILE_KEYS = {"apiVersion", "datasources", "deleteDatasources", "prune"}

@@ -86,3 +86,60 @@ def test_a_lock_that_misses_an_input_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(wheelhouse, "lock_inputs", lambda _stack: [*inputs, "httpx>=99"])
     with pytest.raises(LockError, match=r"does not satisfy httpx>=99 .*make lock"):
         load_pins(stack, DEBIAN_12)
+
+
+@pytest.fixture(scope="module")
+def local_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A directory index holding the watchdog wheel, and its SHA256."""
+    index = tmp_path_factory.mktemp("index")
+    wheel = build_project_wheel(index)
+    return index, hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_the_download_reports_its_progress_and_size(
+        local_index: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `pip download` (from a local index instead of PyPI): its output is read line by
+    line and turned into counts and megabytes, not swallowed by --quiet."""
+    index, sha = local_index
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    lines: list[str] = []
+    pin = wheelhouse.Pin("provider-fallback", "0.1.0", (f"sha256:{sha}",))
+    wheelhouse._download([pin], tmp_path, ["any"], "3.11", lines.append)
+    size = (tmp_path / "wheels" / next(index.glob("*.whl")).name).stat().st_size
+    megabytes = f"{size / 1e6:.1f} MB"
+    assert lines[0].startswith("downloading 1 wheels for any / CPython 3.11")
+    assert lines[1] == f"1/1 wheels, {megabytes}"
+    assert lines[2].startswith(f"downloaded 1 wheels, {megabytes} in ")
+
+
+def test_a_failed_download_keeps_pips_own_words(
+        local_index: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index, _ = local_index
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    pin = wheelhouse.Pin("provider-fallback", "0.1.0", ("sha256:" + "0" * 64,))
+    with pytest.raises(LockError, match=r"(?s)downloading the wheelhouse .*failed: .*HASH"):
+        wheelhouse._download([pin], tmp_path, ["any"], "3.11", lambda line: None)
+
+
+def test_byte_progress_reports_each_tenth_once() -> None:
+    lines: list[str] = []
+    progress = wheelhouse.ByteProgress("upload", 10_000_000, lines.append)
+    for _ in range(40):
+        progress.advance(250_000)
+    assert lines[0] == "upload: 1.0 MB of 10.0 MB (10%)"
+    assert lines[-1] == "upload: 10.0 MB of 10.0 MB (100%)"
+    assert len(lines) == 10
+
+
+def test_render_version_is_the_hash_a_deploy_installs(
+        local_index: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The deploy builds the same wheel (reproducible), so the same hash."""
+    from tasks.render.__main__ import main
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("provider-fallback (render) 0.1.0\nwheel sha256: ")
+    sha = out.split("wheel sha256: ")[1].split()[0]
+    assert sha == local_index[1]

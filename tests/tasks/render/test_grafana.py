@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from monitoring import dashboard, grafana_provisioning
+from monitoring import grafana_provisioning
 from monitoring.layout import TARGET_OSES, TargetOS, layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
-from tasks.render import grafana
+from tasks.render import dashboard, grafana
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE
 

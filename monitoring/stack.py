@@ -397,6 +397,8 @@ class ScheduledTasks(Strict):
     alertmanager: TaskName
     restart_interval: Annotated[Duration, AfterValidator(_task_restart_interval)]
     restart_count: Annotated[int, Field(ge=1, le=255)]
+    #: Start the tasks at boot too (S4U needs no logon), not only at the user's logon.
+    start_at_boot: bool = True
 
 
 class EventIds(Strict):

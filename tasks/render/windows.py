@@ -45,6 +45,16 @@ Choices made here, and why:
   ``CommandLineToArgvW`` that Python, Go and PowerShell use to split them, so a path with spaces
   stays one argument. Task Scheduler expands ``%NAME%`` in a task's command and arguments: a
   path holding ``%`` signs is not supported.
+* A crashed program comes back within ``windows.tasks.restart_interval``: every trigger
+  repeats at that interval, indefinitely (repetitionType: "If no value is specified for the
+  duration, the pattern is repeated indefinitely"), and ``MultipleInstancesPolicy
+  IgnoreNew`` ("the Task Scheduler service will not run the new instance of the task" while
+  one runs) makes a repetition a no-op while the program is up. ``RestartOnFailure`` alone
+  would not do: it retries only a task that failed to START ([MS-TSCH] 2.5.4.2).
+* A ``BootTrigger`` (``windows.tasks.start_at_boot``, on by default) starts the tasks at boot
+  with nobody logged on, which an S4U principal allows; the ``LogonTrigger`` stays for a
+  host where boot start is turned off. Only an administrator may register a boot trigger
+  (BootTrigger element, Task Scheduler schema): the deploy is elevated.
 * Task priority 5 (normal) instead of Task Scheduler's default 7 (below normal): the proxy is
   on the path of every interactive agent request.
 """
@@ -280,7 +290,9 @@ def task_xml(stack: Stack, spec: TaskSpec) -> bytes:
         namespace=TASK_NAMESPACE,
         uri=tasks.folder + spec.name,
         restart_interval=iso8601_duration(tasks.restart_interval),
+        repeat_interval=iso8601_duration(tasks.restart_interval),
         restart_count=tasks.restart_count,
+        at_boot=tasks.start_at_boot,
         priority=TASK_PRIORITY,
     )
     return template("windows/task.xml.j2", **context)

@@ -303,6 +303,8 @@ class ScheduledTaskInfo:
     xml: str = ""
     last_result: int | None = None
     last_run: datetime | None = None
+    #: The task's DACL in SDDL (IRegisteredTask.GetSecurityDescriptor(4): DACL only).
+    sddl: str = ""
 
     @property
     def running(self) -> bool:
@@ -348,6 +350,7 @@ if ($null -ne $registered) {{
     $result.last_result = [long]$registered.LastTaskResult
     $result.last_run = $registered.LastRunTime.ToUniversalTime().ToString('o')
     $result.xml = [string]$registered.Xml
+    $result.sddl = [string]$registered.GetSecurityDescriptor(4)
 }}
 {_json("$result")}""")
 
@@ -374,6 +377,7 @@ if ($null -ne $registered) {{
             xml=_str(obj.get("xml")),
             last_result=int(last) if last is not None else None,
             last_run=last_run,
+            sddl=_str(obj.get("sddl")),
         )
 
 

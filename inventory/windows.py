@@ -12,6 +12,8 @@ secret:
     PF_LOCK_FILE      the hash-pinned lock it was built from. Without both, the deploy builds
                       them itself from locks/ for CPython 3.11 on 64-bit Windows (cached)
     WINRM_CA_BUNDLE   optional: the host's certificate (PEM), when it is self-signed
+    WINRM_TRANSPORT   optional: ntlm (default), kerberos or credssp; the last two need the
+                      extra of that name (`make venv WINRM_TRANSPORT=kerberos`)
 
 See the README, "Enable WinRM over HTTPS on the Windows host".
 """
@@ -20,7 +22,7 @@ import os
 
 _data = {
     "target_os": "windows",
-    "winrm_transport": "ntlm",
+    "winrm_transport": os.environ.get("WINRM_TRANSPORT") or "ntlm",
 }
 if os.environ.get("PF_WHEELHOUSE") or os.environ.get("PF_LOCK_FILE"):
     _data["wheelhouse_dir"] = os.environ.get("PF_WHEELHOUSE", "")

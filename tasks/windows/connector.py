@@ -56,6 +56,7 @@ from pyinfra.api.util import get_file_io
 from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from typing_extensions import TypedDict, Unpack, override
+from winrm import transport as winrm_transport
 from winrm.exceptions import (
     InvalidCredentialsError,
     WinRMError,
@@ -119,6 +120,28 @@ connector_data_meta: dict[str, DataMeta] = {
     "winrm_connect_retry_delay": DataMeta("Seconds between connection attempts", 2.0),
     "winrm_chunk_size": DataMeta("Bytes per upload message", DEFAULT_CHUNK_SIZE),
 }
+
+
+#: Transport -> (pywinrm's flag that its library imported, the extra that installs it).
+TRANSPORT_EXTRAS = {"kerberos": ("HAVE_KERBEROS", "kerberos"),
+                    "credssp": ("HAVE_CREDSSP", "credssp")}
+
+
+def _require_transport_support(transport: str) -> None:
+    """Refuse kerberos or credssp when pywinrm cannot use them, naming the extra to install.
+
+    pywinrm imports the libraries optionally (winrm/transport.py sets HAVE_KERBEROS and
+    HAVE_CREDSSP) and fails only at the first request, with a message about pykerberos or
+    requests_credssp; this names what to do instead.
+    """
+    if transport not in TRANSPORT_EXTRAS:
+        return
+    flag, extra = TRANSPORT_EXTRAS[transport]
+    if not getattr(winrm_transport, flag, False):
+        raise ConnectError(
+            f"winrm_transport {transport} needs pywinrm[{extra}], which is not installed on "
+            f"this controller: run `make venv WINRM_TRANSPORT={transport}` (or pip install "
+            f"'provider-fallback[{extra}]' in the venv), or use winrm_transport ntlm")
 
 
 class WinRMCommandError(Exception):
@@ -289,6 +312,7 @@ class WinRMConnector(BaseConnector):
                 f"winrm_transport {transport!r} is not supported: use one of "
                 f"{', '.join(TRANSPORTS)} (basic authentication sends the password with every "
                 "request)")
+        _require_transport_support(transport)
         if scheme not in ("https", "http"):
             raise ConnectError(f"winrm_scheme {scheme!r}: use https (or http with "
                                "winrm_allow_plaintext: True)")

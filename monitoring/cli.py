@@ -187,12 +187,20 @@ def cmd_check(config: WatchdogConfig, as_json: bool) -> int:
     return EXIT_OK if enough else EXIT_UNHEALTHY
 
 
+def _encodable(text: str) -> str:
+    """``text`` without what stdout cannot encode: redirected on Windows, stdout is the ANSI
+    code page (cp1252), which has no emoji, and print would raise UnicodeEncodeError."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, errors="ignore").decode(encoding).strip()
+
+
 def _watchdog_running(config: WatchdogConfig) -> bool:
     """From the watchdog's PID file; ``process_alive`` never signals the process (on Windows
     ``os.kill`` would terminate it) and counts another user's process as alive."""
     pid_file = Path(config.paths.state_file).with_name(WATCHDOG_PID_FILE)
     try:
-        return process_alive(int(pid_file.read_text().strip()))
+        return process_alive(int(pid_file.read_text().strip()),
+                             started_by=pid_file.stat().st_mtime)
     except (OSError, ValueError):
         return False
 
@@ -310,7 +318,7 @@ def cmd_budget(config: WatchdogConfig, action: str | None, yes: bool, as_json: b
         print("By provider: " + ", ".join(f"{k} ${v:.2f}"
                                           for k, v in sorted(status.by_provider.items())))
     if kill:
-        print("⚠️ KILL-SWITCH: Budget exceeded, switching to free providers only")
+        print(_encodable("⚠️ KILL-SWITCH: Budget exceeded, switching to free providers only"))
         print(f"Allowed providers: {', '.join(config.budget.free_allow_list)}")
     return EXIT_OK
 

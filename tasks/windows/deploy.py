@@ -5,7 +5,9 @@ In order (each step a pyinfra operation that changes only what differs):
 1. the account: WinRM must run as an elevated administrator (tasks, firewall and event
    sources need it); the scheduled tasks run as that same account, whose user environment
    holds the API keys;
-2. directories under ``windows.install_root`` and for every rendered file;
+2. ``windows.install_root``, private to SYSTEM, Administrators and that account (inheritance
+   removed; a root another account owns is refused), then the directories under it and for
+   every rendered file;
 3. Python: the interpreter at ``windows.python``, or ``windows.python_installer`` run quietly;
    the venv; the wheelhouse and lock pushed; LiteLLM, its companions and the watchdog installed
    from them, offline, with hashes (:func:`tasks.windows.python.pip_install`);
@@ -218,6 +220,10 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
 
     account = _account()
 
+    # The root first, made private before anything is put in it (security review H3).
+    files.directory(name=f"Directory {root}", path=root)
+    files.private_directory(name=f"{root}: SYSTEM, Administrators and {account.name} only",
+                            path=root, account_sid=account.sid, account=account.name)
     for folder in directories(lay, rendered, (wheelhouse, downloads,
                                               str(PureWindowsPath(lay.prometheus_bin).parent),
                                               str(PureWindowsPath(lay.alertmanager_bin).parent))):

@@ -63,6 +63,21 @@ ADMIN_OPS = frozenset({"eventlog.create", "firewall.create", "firewall.update",
                        "firewall.delete", "scheduled_task.register"})
 
 
+def inherited_acl(owner: str = "S-1-5-32-544") -> dict[str, Any]:
+    """A new directory under C:\\ProgramData as an elevated administrator makes it: owned by
+    Administrators, inheriting ProgramData's DACL, whose BUILTIN\\Users entry lets any user
+    create files and folders (the review's H3; `icacls C:\\ProgramData` on a host shows it)."""
+    return {"owner": owner, "protected": False, "rules": [
+        {"sid": "S-1-5-18", "rights": 0x1F01FF, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-544", "rights": 0x1F01FF, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-545", "rights": 0x1200A9, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-545", "rights": 0x116, "type": 0, "inherited": True,
+         "inheritance": 1, "propagation": 0}]}
+
+
 def _seconds(duration: str) -> int:
     match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", duration)
     if not match:
@@ -144,6 +159,9 @@ class FakeWindows:
     sources: dict[str, str] = field(default_factory=dict)
     venvs: dict[str, dict[str, Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: Directory owner and DACL by path key; a directory without an entry has what a new
+    #: directory under C:\ProgramData gets (see :func:`inherited_acl`).
+    acls: dict[str, dict[str, Any]] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
 
     # ------------------------------------------------------------------ protocol
@@ -210,6 +228,10 @@ class FakeWindows:
                 result = {"exists": True, "type": "file"}
             else:
                 result = {"exists": False, "type": None}
+        elif name == "DirectoryAcl":
+            result = {"exists": False, "owner": None, "protected": False, "rules": []}
+            if self._is_dir(args["path"]):
+                result = {"exists": True, **self.acls.get(_key(args["path"]), inherited_acl())}
         elif name == "FirewallRule":
             result = [r for r in self.rules if r["name"].casefold() == args["rule"].casefold()]
         elif name == "ScheduledTask":
@@ -263,6 +285,15 @@ class FakeWindows:
                                  "0x80070005 (E_ACCESSDENIED))")
         if kind == "directory.create":
             self._mkdir(v["Path"])
+        elif kind == "directory.acl":
+            if not self._is_dir(v["Path"]):
+                raise AssertionError(f"Could not find a part of the path '{v['Path']}'")
+            grants = [(sid, 0x1F01FF) for sid in v["FullControl"]] + \
+                [(sid, 0x1301BF) for sid in v["Modify"]]
+            owner = self.acls.get(_key(v["Path"]), inherited_acl())["owner"]
+            self.acls[_key(v["Path"])] = {"owner": owner, "protected": True, "rules": [
+                {"sid": sid, "rights": rights, "type": 0, "inherited": False,
+                 "inheritance": 3, "propagation": 0} for sid, rights in grants]}
         elif kind == "firewall.create":
             self.rules.append({
                 "name": v["RuleName"], "description": v.get("Description"),
@@ -296,7 +327,8 @@ class FakeWindows:
             self.sources[v["Source"].casefold()] = v["LogName"]
         elif kind == "python.venv":
             version = next(iter(self.pythons.values()), "3.11.9")
-            self.venvs[_key(v["Venv"])] = {"version": version, "home": "C:\\Python311",
+            self.venvs[_key(v["Venv"])] = {"version": version,
+                                           "home": "C:\\Program Files\\Python311",
                                            "marker": None}
         elif kind == "python.pip_install":
             venv = str(PureWindowsPath(v["Marker"]).parent)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pyinfra.api.config import Config
 from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import OperationError
 from pyinfra.api.inventory import Inventory
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import State, StateStage
@@ -37,7 +38,12 @@ from tasks.windows.connector import WinRMConnector
 from tasks.windows.deploy import WindowsDeployError, controller_inputs, directories
 from tests.conftest import REPO, STACK_FILE
 from tests.support.powershell import assert_parses
-from tests.tasks.windows.fakehost import DEFAULT_TASK_SDDL, FakeWindows, summary
+from tests.tasks.windows.fakehost import (
+    DEFAULT_TASK_SDDL,
+    FakeWindows,
+    inherited_acl,
+    summary,
+)
 from tests.tasks.windows.fakewinrm import FakeSessionFactory
 
 SESSIONS = Path(__file__).resolve().parent / "sessions"
@@ -126,7 +132,7 @@ def load_deploy_file(state: State, path: Path) -> None:
 
 
 def fresh_host() -> FakeWindows:
-    return FakeWindows(pythons={"c:\\python311\\python.exe": "3.11.9"})
+    return FakeWindows(pythons={"c:\\program files\\python311\\python.exe": "3.11.9"})
 
 
 def test_first_run_makes_the_expected_changes_and_a_second_run_none(
@@ -321,6 +327,25 @@ def test_the_watchdog_account_may_run_and_stop_the_proxy_task_only(
     assert [summary(e) for e in host.changes()[done:]] == [
         f"op scheduled_task.security {folder}\\{stack.windows.tasks.litellm}"]
     assert taskxml.grants_run_stop(proxy["sddl"], sid)
+
+
+def test_the_install_root_is_private_and_a_foreign_root_is_refused(
+        controller: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = load_stack(STACK_FILE, controller.data["stack"])
+    root = stack.windows.install_root
+    host = fresh_host()
+    deploy(host, controller.data, monkeypatch)
+    acl = host.acls[root.casefold()]
+    assert acl["protected"]
+    assert {(r["sid"], r["rights"], r["inheritance"]) for r in acl["rules"]} == {
+        ("S-1-5-18", 0x1F01FF, 3), ("S-1-5-32-544", 0x1F01FF, 3), (host.account[1], 0x1301BF, 3)}
+
+    squatted = fresh_host()
+    squatted.dirs.add(root.casefold())
+    squatted.acls[root.casefold()] = inherited_acl(owner="S-1-5-21-1111-2222-3333-1005")
+    with pytest.raises(OperationError, match=r"owned by S-1-5-21-1111-2222-3333-1005.*takeown"):
+        deploy(squatted, controller.data, monkeypatch)
+    assert squatted.changes() == []
 
 
 def _refuse(url: str) -> Any:

@@ -94,3 +94,12 @@ def test_with_security_puts_the_sddl_in_registration_info(
         taskxml.run_stop_sddl(SID)
     with pytest.raises(ValueError, match="not a SID"):
         taskxml.run_stop_sddl("WIN-TEST\\pavel")
+
+
+def test_the_host_suite_scripts_parse() -> None:
+    """The real-host suite's own PowerShell (run only where a host is configured) parses."""
+    from tasks.windows import powershell as ps
+    from tests.host.windows import test_windows_host as suite
+    from tests.support.powershell import assert_parses
+
+    assert_parses(ps.wrap(ps.script("pids", {"Marker": "C:\\PF\\x"}, suite._PIDS)))

@@ -78,6 +78,7 @@ from monitoring.layout import (
 )
 from monitoring.stack import Stack
 from tasks.render.common import Artifact, Rendered, template
+from tasks.windows.taskxml import RUN_STOP_SDDL
 
 #: Windows PowerShell 5.1, found through %SystemRoot% (Task Scheduler expands it) so that a
 #: PATH change cannot swap the program a task runs.
@@ -345,8 +346,16 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
 def firewall_script(stack: Stack) -> bytes:
     """firewall.ps1: the inbound rule for the proxy port, created or brought back in line."""
     fw = stack.windows.firewall
+    listen = stack.litellm.listen.host
+    try:
+        loopback = ipaddress.ip_address(listen).is_loopback
+    except ValueError:
+        loopback = listen.casefold() == "localhost"
     return _script(
         "firewall.ps1",
+        loopback=loopback,
+        listen_host=listen,
+        program=stack.windows.python,
         rule_name=fw.name,
         port=str(stack.litellm.listen.port),
         profiles=sorted(set(fw.profiles)),
@@ -363,9 +372,10 @@ def eventlog_script(stack: Stack) -> bytes:
 
 def register_script(stack: Stack, lay: Layout, specs: Sequence[TaskSpec]) -> bytes:
     """register-tasks.ps1: every task XML registered in the stack's task folder."""
-    tasks = [{"name": s.name, "xml": task_xml_path(lay, s), "program": s.program} for s in specs]
+    tasks = [{"name": s.name, "xml": task_xml_path(lay, s), "program": s.program,
+              "run_stop": s.key == "litellm"} for s in specs]
     return _script("register-tasks.ps1", folder=stack.windows.tasks.folder, tasks=tasks,
-                   namespace=TASK_NAMESPACE)
+                   namespace=TASK_NAMESPACE, run_stop_sddl=RUN_STOP_SDDL.format(sid="{0}"))
 
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:

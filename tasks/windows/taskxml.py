@@ -207,6 +207,10 @@ _ACE = re.compile(r"\(([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*
 _SID = re.compile(r"^S-1-\d+(-\d+)+$")
 
 
+#: The proxy task's DACL, ``{sid}`` for the account (see :func:`run_stop_sddl`).
+RUN_STOP_SDDL = "D:(A;;FA;;;SY)(A;;FA;;;BA)(A;;FRFX;;;{sid})"
+
+
 def run_stop_sddl(account_sid: str) -> str:
     """The DACL of the proxy's task: SYSTEM and Administrators full control (as Task
     Scheduler's own default), and ``account_sid`` exactly the right to read, run and stop it.
@@ -217,7 +221,7 @@ def run_stop_sddl(account_sid: str) -> str:
     """
     if not _SID.match(account_sid):
         raise ValueError(f"{account_sid!r} is not a SID (S-1-5-21-...)")
-    return f"D:(A;;FA;;;SY)(A;;FA;;;BA)(A;;FRFX;;;{account_sid})"
+    return RUN_STOP_SDDL.format(sid=account_sid)
 
 
 def _rights(text: str) -> int:

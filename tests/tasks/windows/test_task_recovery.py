@@ -103,3 +103,24 @@ def test_the_host_suite_scripts_parse() -> None:
     from tests.support.powershell import assert_parses
 
     assert_parses(ps.wrap(ps.script("pids", {"Marker": "C:\\PF\\x"}, suite._PIDS)))
+
+
+def test_the_manual_scripts_agree_with_the_deploy(stack: Stack) -> None:
+    """register-tasks.ps1 gives the proxy task the same DACL; firewall.ps1 makes no rule for a
+    loopback proxy and scopes one to the base interpreter."""
+    from monitoring.layout import layout
+    from tasks.render.windows import firewall_script, register_script
+    from tests.support.powershell import assert_parses, script_assignments
+
+    lay = layout(stack, "windows")
+    register = register_script(stack, lay, task_specs(stack, lay))
+    assert_parses(register)
+    values = script_assignments(register)
+    assert values["RunStopSddl"] == [taskxml.run_stop_sddl("S-1-5-0").replace("S-1-5-0", "{0}")]
+    assert register.count(b"RunStop = $true") == 1
+    assert b"Set-TaskSecurity -Document $document -Sddl ($RunStopSddl -f $sid)" in register
+    firewall = firewall_script(stack)
+    assert_parses(firewall)
+    assert b"$Loopback = $true" in firewall
+    assert script_assignments(firewall)["Program"] == [stack.windows.python]
+    assert b"-Program $Program" in firewall

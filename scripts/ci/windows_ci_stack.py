@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--stack", type=Path, default=Path("inventory/stack.yaml"))
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--python", required=True)
-    for field, name in RELEASES.items():
+    for name in RELEASES.values():
         w.add_argument(f"--{name}-url", required=True, dest=f"{name}_url")
         w.add_argument(f"--{name}-sums", type=Path, required=True, dest=f"{name}_sums")
     p = sub.add_parser("paths")

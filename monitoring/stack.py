@@ -171,6 +171,11 @@ class Listen(Strict):
         return f"{host}:{self.port}"
 
     @property
+    def loopback_only(self) -> bool:
+        """Whether nothing off this host can connect (no firewall rule is needed)."""
+        return ipaddress.ip_address(self.host).is_loopback
+
+    @property
     def url(self) -> str:
         """``http://`` + :attr:`connect`."""
         return f"http://{self.connect}"

@@ -346,15 +346,10 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
 def firewall_script(stack: Stack) -> bytes:
     """firewall.ps1: the inbound rule for the proxy port, created or brought back in line."""
     fw = stack.windows.firewall
-    listen = stack.litellm.listen.host
-    try:
-        loopback = ipaddress.ip_address(listen).is_loopback
-    except ValueError:
-        loopback = listen.casefold() == "localhost"
     return _script(
         "firewall.ps1",
-        loopback=loopback,
-        listen_host=listen,
+        loopback=stack.litellm.listen.loopback_only,
+        listen_host=stack.litellm.listen.host,
         program=stack.windows.python,
         rule_name=fw.name,
         port=str(stack.litellm.listen.port),

@@ -31,7 +31,6 @@ release hash stops the deploy with the field to fix and nothing changed on the h
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -158,13 +157,6 @@ def directories(lay: Layout, rendered: Rendered, extra: tuple[str, ...]) -> list
     return sorted(leaves, key=str.casefold)
 
 
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address.casefold() == "localhost"
-
-
 def proxy_firewall(stack: Stack) -> None:
     """The inbound rule for the proxy port (runbook 10.2), only where something off the host
     may connect, as on Linux: LiteLLM on loopback needs none (and an earlier deploy's rule is
@@ -178,7 +170,7 @@ def proxy_firewall(stack: Stack) -> None:
     """
     fw = stack.windows.firewall
     listen = stack.litellm.listen
-    if _loopback(listen.host):
+    if listen.loopback_only:
         logger.info(f"{host.name}: firewall: LiteLLM listens on {listen.host} only, no rule "
                     "is needed")
         firewall.rule(name=f"Firewall rule {fw.name}: none needed (LiteLLM listens on "

@@ -32,6 +32,11 @@ SOAP_OVERHEAD = 2048
 Responder = Callable[[str, bytes], tuple[int, bytes, bytes]]
 
 
+#: Scope qualifiers that still name a variable (VariablePath.IsVariable); ``$env:input`` is a
+#: drive path, not the variable.
+_SCOPES = ("global", "local", "script", "private")
+
+
 def reads_stdin(script: str) -> bool:
     """Whether ``powershell.exe -EncodedCommand`` hands its redirected stdin to ``script``.
 
@@ -40,17 +45,21 @@ def reads_stdin(script: str) -> bool:
     ``if (AstSearcher.IsUsingDollarInput(parsedInput)) executionOptions |=
     ExecutionOptions.ReadInputObjects``; without it Executor.ExecuteCommandAsyncHelper
     closes the pipeline's input ("close the input pipeline so the command will do something
-    if we are not reading input"). IsUsingDollarInput (engine/parser/AstVisitor.cs) looks for
-    a VariableExpressionAst whose name is ``input`` (any case), anywhere in the script: a
-    comment, a string or ``-InputObject`` does not count. Windows PowerShell 5.1's
-    ConsoleHost has the same test.
+    if we are not reading input"). Windows PowerShell 5.1's ConsoleHost does the same.
+    IsUsingDollarInput (engine/parser/AstVisitor.cs) looks for a VariableExpressionAst with
+    ``VariablePath.IsVariable`` whose unqualified name is ``input`` (any case), with
+    ``searchNestedScriptBlocks: false``: ``$input`` inside ``{ ... }`` or a function body
+    does not count, and neither does a comment, a string or ``-InputObject``.
     """
     stack = [parse(script).root_node]
     while stack:
         node = stack.pop()
+        if node.type in ("script_block_expression", "function_statement"):
+            continue
         if node.type == "variable":
             name = (node.text or b"").decode("utf-8").lstrip("$").strip("{}")
-            if name.casefold() == "input":
+            scope, _, rest = name.rpartition(":")
+            if rest.casefold() == "input" and (not scope or scope.casefold() in _SCOPES):
                 return True
         stack.extend(node.children)
     return False

@@ -14,6 +14,7 @@ from tests.tasks.windows.fakewinrm import parse_error, reads_stdin
     "$x = (@($input) -join '')",
     "$INPUT | ForEach-Object { $_ }",
     "${input} | Out-Null",
+    "$global:input | Out-Null",
     SET_BODY,
     _upload_script("C:\\x", "0" * 64, 0),
 ])
@@ -27,6 +28,9 @@ def test_a_script_naming_dollar_input_gets_stdin(script: str) -> None:
     "$s = 'not $input'",
     "ConvertTo-Json -InputObject $x",
     "$inputs = 1; $input2 = 2",
+    "1 | ForEach-Object { $input }",         # a nested script block is not searched
+    "function Read-All { $input }\nRead-All",
+    "$env:input",                            # a drive path, not the variable
 ])
 def test_a_script_not_naming_dollar_input_gets_none(script: str) -> None:
     assert not reads_stdin(script)

@@ -229,6 +229,11 @@ def atomic_write(
     return backup
 
 
+#: How often a waiting writer retries a held lock (filelock polls a non-blocking lock): the
+#: proxy appends a cost line per request, so a wait must end soon after the holder's write.
+LOCK_POLL_S: Final = 0.002
+
+
 def _open_lock_file(path: Path, mode: int) -> int:
     """Open (creating it with ``mode``) the lock file ``path``. Created by root in a directory
     another account owns (``budget reset`` through sudo), it is given that owner, so the
@@ -255,7 +260,7 @@ def locked(path: StrPath, mode: int = 0o640) -> Iterator[None]:
     ensure_dir(target.parent, 0o750)
     fd = _open_lock_file(target, mode)
     try:
-        filelock.lock_descriptor(fd)
+        filelock.lock_descriptor(fd, poll_interval=LOCK_POLL_S)
         try:
             yield
         finally:

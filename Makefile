@@ -19,10 +19,16 @@ HOST_CLI := /opt/provider-fallback/venv/bin/provider-fallback
 
 .PHONY: deploy render test lint unit tools venv clean lock completion
 
-venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+# The WinRM transport inventory/windows.py uses: kerberos and credssp need pywinrm's extra of
+# that name, installed here with the controller (the connector refuses them without it).
+WINRM_TRANSPORT ?= ntlm
+comma := ,
+EXTRAS := dev$(if $(filter kerberos credssp,$(WINRM_TRANSPORT)),$(comma)$(WINRM_TRANSPORT))
+
+venv: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+$(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $@
 
 deploy: venv

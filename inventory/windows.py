@@ -12,6 +12,10 @@ secret:
     PF_LOCK_FILE      the hash-pinned lock it was built from. Without both, the deploy builds
                       them itself from locks/ for CPython 3.11 on 64-bit Windows (cached)
     WINRM_CA_BUNDLE   optional: the host's certificate (PEM), when it is self-signed
+    PF_STACK_FILE     optional: the stack to deploy (default inventory/stack.yaml); the host
+                      suite (tests/host/windows) reads the same variable
+    WINRM_TRANSPORT   optional: ntlm (default), kerberos or credssp; the last two need the
+                      extra of that name (`make venv WINRM_TRANSPORT=kerberos`)
 
 See the README, "Enable WinRM over HTTPS on the Windows host".
 """
@@ -20,11 +24,13 @@ import os
 
 _data = {
     "target_os": "windows",
-    "winrm_transport": "ntlm",
+    "winrm_transport": os.environ.get("WINRM_TRANSPORT") or "ntlm",
 }
 if os.environ.get("PF_WHEELHOUSE") or os.environ.get("PF_LOCK_FILE"):
     _data["wheelhouse_dir"] = os.environ.get("PF_WHEELHOUSE", "")
     _data["lock_file"] = os.environ.get("PF_LOCK_FILE", "")
+if os.environ.get("PF_STACK_FILE"):
+    _data["stack_file"] = os.environ["PF_STACK_FILE"]
 if os.environ.get("WINRM_CA_BUNDLE"):
     _data["winrm_ca_trust_path"] = os.environ["WINRM_CA_BUNDLE"]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-if sys.platform != "win32":
-    import fcntl
+import filelock
 
 StrPath = str | os.PathLike[str]
 
@@ -231,48 +229,79 @@ def atomic_write(
     return backup
 
 
-def lock_exclusive(fd: int) -> None:
-    """An exclusive flock on ``fd`` (POSIX), released by close or by the kernel when the
-    holder dies. On Windows a no-op: there the watchdog is the one writer of each file."""
-    if sys.platform != "win32":
-        fcntl.flock(fd, fcntl.LOCK_EX)
+#: How often a waiting writer retries a held lock (filelock polls a non-blocking lock): the
+#: proxy appends a cost line per request, so a wait must end soon after the holder's write.
+LOCK_POLL_S: Final = 0.002
+
+
+def _open_lock_file(path: Path, mode: int) -> int:
+    """Open (creating it with ``mode``) the lock file ``path``. Created by root in a directory
+    another account owns (``budget reset`` through sudo), it is given that owner, so the
+    service can still open it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+                 | getattr(os, "O_CLOEXEC", 0), mode)
+    if _is_root() and hasattr(os, "fchown"):
+        parent = os.stat(path.parent)
+        if os.fstat(fd).st_uid != parent.st_uid:
+            os.fchown(fd, parent.st_uid, parent.st_gid)
+    return fd
 
 
 @contextlib.contextmanager
 def locked(path: StrPath, mode: int = 0o640) -> Iterator[None]:
-    """Hold :func:`lock_exclusive` on the lock file ``path`` (created) for a read-decide-write
-    shared with another process."""
+    """Hold an exclusive lock on the lock file ``path`` (created) for a read-decide-write shared
+    with another process: the proxy's hook, the watchdog and the CLI all write the kill switch
+    and the event log.
+
+    One mechanism on every platform, :func:`filelock.lock_descriptor`: ``flock`` on POSIX,
+    ``LockFileEx`` on Windows; the kernel drops it when the holder dies.
+    """
     target = Path(path)
     ensure_dir(target.parent, 0o750)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT, mode)
+    fd = _open_lock_file(target, mode)
     try:
-        lock_exclusive(fd)
-        yield
+        filelock.lock_descriptor(fd, poll_interval=LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            filelock.unlock_descriptor(fd)
     finally:
         os.close(fd)
+
+
+def lock_file_for(path: StrPath) -> Path:
+    """The lock file that serialises appends to ``path``: ``.<name>.lock`` beside it.
+
+    Not the appended file itself: on Windows a lock is a byte-range lock that also stops
+    READERS of the locked range (LockFileEx: an exclusive lock "denies all other processes
+    both read and write access"), and the watchdog and the CLI read these logs while the
+    proxy appends.
+    """
+    target = Path(path)
+    return target.with_name(f".{target.name}.lock")
 
 
 def append_locked(path: StrPath, data: bytes, mode: int,
                   repair: Callable[[int], bytes] | None = None) -> None:
     """Append ``data`` as ONE ``write`` on an ``O_APPEND`` descriptor, then fsync.
 
-    Appenders are serialised by :func:`lock_exclusive`, so ``repair`` (given the descriptor,
-    called under the lock) can look at the file's end, deal with a line a crash left torn, and
-    return bytes to write before ``data`` (or ``b""``). The file is opened per call: a log
-    rotated away meanwhile is simply re-created, with ``mode``.
+    Appenders are serialised by :func:`locked` on :func:`lock_file_for`, so ``repair`` (given
+    the descriptor, called under the lock) can look at the file's end, deal with a line a
+    crash left torn, and return bytes to write before ``data`` (or ``b""``). The file is
+    opened per call: a log rotated away meanwhile is simply re-created, with ``mode``.
     """
     target = Path(path)
     ensure_dir(target.parent, 0o750)
-    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-    fd = os.open(target, flags, mode)
-    try:
-        lock_exclusive(fd)
-        if repair is not None:
-            data = repair(fd) + data
-        written = os.write(fd, data)
-        while written < len(data):  # only on a full disk or similar; the rest, best effort
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with locked(lock_file_for(target), mode):
+        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(target, flags, mode)
+        try:
+            if repair is not None:
+                data = repair(fd) + data
+            written = os.write(fd, data)
+            while written < len(data):  # only on a full disk or similar; the rest, best effort
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -28,7 +28,6 @@ import re
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -38,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 from monitoring.stack import looks_like_secret
 
@@ -473,21 +473,32 @@ def port_listening(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def process_alive(pid: int) -> bool:
-    """True when a process with this id exists (signal 0 checks without touching it)."""
+#: Seconds a process's creation time may seem to follow its PID file's mtime: psutil derives
+#: it from the boot time in whole seconds (Linux) and clocks have their own granularity.
+PID_CLOCK_SLACK_S = 2.0
+
+
+def process_alive(pid: int, started_by: float | None = None) -> bool:
+    """True when a process with this id runs, asked without signalling it (``os.kill`` on
+    Windows would terminate it); a zombie does not count, another user's process does.
+
+    ``started_by``: a time the process must have been created by (the mtime of the PID file
+    that names it). A process created later is another program that got the same id after
+    the first one exited (Windows reuses ids quickly): not alive. psutil answers the same way
+    on Windows and Linux, so one code path is tested here and runs there.
+    """
     if pid <= 0:
         return False
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows hosts
-        out = subprocess.run(["tasklist", "/FI", f"PID eq {pid}", "/NH"], capture_output=True,
-                             text=True, check=False, timeout=10)
-        return str(pid) in out.stdout
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = proc.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
-        return True
-    return True
+    except psutil.AccessDenied:
+        return True  # it exists; whose and since when cannot be told
+    return started_by is None or created <= started_by + PID_CLOCK_SLACK_S
 
 
 def env_present(name: str, env: Mapping[str, str] | None = None) -> bool:

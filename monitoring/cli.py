@@ -131,11 +131,14 @@ def _pid_file(config: WatchdogConfig) -> Path:
 def _watchdog_pid(config: WatchdogConfig) -> int | None:
     """From the watchdog's PID file; ``process_alive`` never signals the process (on Windows
     ``os.kill`` would terminate it) and counts another user's process as alive."""
+    pid_file = _pid_file(config)
     try:
-        pid = int(_pid_file(config).read_text().strip())
+        pid = int(pid_file.read_text().strip())
+        written = pid_file.stat().st_mtime
     except (OSError, ValueError):
         return None
-    return pid if process_alive(pid) else None
+    # A process younger than its PID file's write is another one that reused the PID.
+    return pid if process_alive(pid, started_by=written) else None
 
 
 def _watchdog_running(config: WatchdogConfig) -> bool:

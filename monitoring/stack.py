@@ -356,6 +356,11 @@ class Listen(Strict):
         return f"{host}:{self.port}"
 
     @property
+    def loopback_only(self) -> bool:
+        """Whether nothing off this host can connect (no firewall rule is needed)."""
+        return ipaddress.ip_address(self.host).is_loopback
+
+    @property
     def url(self) -> str:
         """``http://`` + :attr:`connect`."""
         return f"http://{self.connect}"
@@ -591,6 +596,8 @@ class ScheduledTasks(Strict):
     alertmanager: TaskName
     restart_interval: Annotated[Duration, AfterValidator(_task_restart_interval)]
     restart_count: Annotated[int, Field(ge=1, le=255)]
+    #: Start the tasks at boot too (S4U needs no logon), not only at the user's logon.
+    start_at_boot: bool = True
 
 
 class EventIds(Strict):

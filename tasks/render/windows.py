@@ -45,6 +45,16 @@ Choices made here, and why:
   ``CommandLineToArgvW`` that Python, Go and PowerShell use to split them, so a path with spaces
   stays one argument. Task Scheduler expands ``%NAME%`` in a task's command and arguments: a
   path holding ``%`` signs is not supported.
+* A crashed program comes back within ``windows.tasks.restart_interval``: every trigger
+  repeats at that interval, indefinitely (repetitionType: "If no value is specified for the
+  duration, the pattern is repeated indefinitely"), and ``MultipleInstancesPolicy
+  IgnoreNew`` ("the Task Scheduler service will not run the new instance of the task" while
+  one runs) makes a repetition a no-op while the program is up. ``RestartOnFailure`` alone
+  would not do: it retries only a task that failed to START ([MS-TSCH] 2.5.4.2).
+* A ``BootTrigger`` (``windows.tasks.start_at_boot``, on by default) starts the tasks at boot
+  with nobody logged on, which an S4U principal allows; the ``LogonTrigger`` stays for a
+  host where boot start is turned off. Only an administrator may register a boot trigger
+  (BootTrigger element, Task Scheduler schema): the deploy is elevated.
 * Task priority 5 (normal) instead of Task Scheduler's default 7 (below normal): the proxy is
   on the path of every interactive agent request.
 """
@@ -68,6 +78,7 @@ from monitoring.layout import (
 )
 from monitoring.stack import Stack
 from tasks.render.common import Artifact, Rendered, template
+from tasks.windows.taskxml import RUN_STOP_SDDL
 
 #: Windows PowerShell 5.1, found through %SystemRoot% (Task Scheduler expands it) so that a
 #: PATH change cannot swap the program a task runs.
@@ -280,7 +291,9 @@ def task_xml(stack: Stack, spec: TaskSpec) -> bytes:
         namespace=TASK_NAMESPACE,
         uri=tasks.folder + spec.name,
         restart_interval=iso8601_duration(tasks.restart_interval),
+        repeat_interval=iso8601_duration(tasks.restart_interval),
         restart_count=tasks.restart_count,
+        at_boot=tasks.start_at_boot,
         priority=TASK_PRIORITY,
     )
     return template("windows/task.xml.j2", **context)
@@ -335,6 +348,9 @@ def firewall_script(stack: Stack) -> bytes:
     fw = stack.windows.firewall
     return _script(
         "firewall.ps1",
+        loopback=stack.litellm.listen.loopback_only,
+        listen_host=stack.litellm.listen.host,
+        program=stack.windows.python,
         rule_name=fw.name,
         port=str(stack.litellm.listen.port),
         profiles=sorted(set(fw.profiles)),
@@ -351,9 +367,10 @@ def eventlog_script(stack: Stack) -> bytes:
 
 def register_script(stack: Stack, lay: Layout, specs: Sequence[TaskSpec]) -> bytes:
     """register-tasks.ps1: every task XML registered in the stack's task folder."""
-    tasks = [{"name": s.name, "xml": task_xml_path(lay, s), "program": s.program} for s in specs]
+    tasks = [{"name": s.name, "xml": task_xml_path(lay, s), "program": s.program,
+              "run_stop": s.key == "litellm"} for s in specs]
     return _script("register-tasks.ps1", folder=stack.windows.tasks.folder, tasks=tasks,
-                   namespace=TASK_NAMESPACE)
+                   namespace=TASK_NAMESPACE, run_stop_sddl=RUN_STOP_SDDL.format(sid="{0}"))
 
 
 def artifacts(stack: Stack, lay: Layout) -> Rendered:

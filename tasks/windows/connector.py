@@ -56,6 +56,7 @@ from pyinfra.api.util import get_file_io
 from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from typing_extensions import TypedDict, Unpack, override
+from winrm import transport as winrm_transport
 from winrm.exceptions import (
     InvalidCredentialsError,
     WinRMError,
@@ -121,6 +122,28 @@ connector_data_meta: dict[str, DataMeta] = {
 }
 
 
+#: Transport -> (pywinrm's flag that its library imported, the extra that installs it).
+TRANSPORT_EXTRAS = {"kerberos": ("HAVE_KERBEROS", "kerberos"),
+                    "credssp": ("HAVE_CREDSSP", "credssp")}
+
+
+def _require_transport_support(transport: str) -> None:
+    """Refuse kerberos or credssp when pywinrm cannot use them, naming the extra to install.
+
+    pywinrm imports the libraries optionally (winrm/transport.py sets HAVE_KERBEROS and
+    HAVE_CREDSSP) and fails only at the first request, with a message about pykerberos or
+    requests_credssp; this names what to do instead.
+    """
+    if transport not in TRANSPORT_EXTRAS:
+        return
+    flag, extra = TRANSPORT_EXTRAS[transport]
+    if not getattr(winrm_transport, flag, False):
+        raise ConnectError(
+            f"winrm_transport {transport} needs pywinrm[{extra}], which is not installed on "
+            f"this controller: run `make venv WINRM_TRANSPORT={transport}` (or pip install "
+            f"'provider-fallback[{extra}]' in the venv), or use winrm_transport ntlm")
+
+
 class WinRMCommandError(Exception):
     """A command could not be run (the shell broke), as opposed to a command that failed."""
 
@@ -154,52 +177,55 @@ def _stdin_bytes(value: Any) -> bytes:
 
 def _upload_script(dest: str, sha256: str, size: int) -> str:
     """Reads base64 lines from stdin into a temporary file, hashes while writing, and moves it
-    over ``dest`` only when the hash and size are the ones the controller sent."""
+    over ``dest`` only when the hash and size are the ones the controller sent.
+
+    The lines are read through ``$input``, and that is not a style choice: ``powershell.exe
+    -EncodedCommand`` feeds a redirected stdin to the script only when the script's text
+    uses the variable ``$input`` (ConsoleHost.DoRunspaceInitialization sets
+    ``ReadInputObjects`` when ``AstSearcher.IsUsingDollarInput`` finds it; otherwise
+    Executor closes the pipeline's input). A ``process {}`` block reading ``$_`` gets nothing.
+    """
     return f"""\
 {ps.comment("put_file", {"dest": dest, "sha256": sha256, "size": size})}
-begin {{
-    $ErrorActionPreference = 'Stop'
-    $ProgressPreference = 'SilentlyContinue'
-    try {{ [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false }} catch {{ }}
-    $Destination = {ps.literal(dest)}
-    $ExpectedHash = {ps.literal(sha256)}
-    $ExpectedSize = [long]{int(size)}
-    $Temporary = $Destination + '.pyinfra-' + [guid]::NewGuid().ToString('N') + '.tmp'
-    $Stream = [System.IO.File]::Open($Temporary, 'CreateNew', 'Write', 'None')
-    $Hasher = [System.Security.Cryptography.SHA256]::Create()
-}}
-process {{
-    $bytes = [System.Convert]::FromBase64String([string]$_)
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+try {{ [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false }} catch {{ }}
+$Destination = {ps.literal(dest)}
+$ExpectedHash = {ps.literal(sha256)}
+$ExpectedSize = [long]{int(size)}
+$Temporary = $Destination + '.pyinfra-' + [guid]::NewGuid().ToString('N') + '.tmp'
+$Stream = [System.IO.File]::Open($Temporary, 'CreateNew', 'Write', 'None')
+$Hasher = [System.Security.Cryptography.SHA256]::Create()
+foreach ($line in $input) {{
+    $bytes = [System.Convert]::FromBase64String([string]$line)
     [void]$Hasher.TransformBlock($bytes, 0, $bytes.Length, $null, 0)
     $Stream.Write($bytes, 0, $bytes.Length)
 }}
-end {{
-    [void]$Hasher.TransformFinalBlock((New-Object byte[] 0), 0, 0)
-    $size = $Stream.Length
-    $Stream.Dispose()
-    $hash = -join ($Hasher.Hash | ForEach-Object {{ $_.ToString('x2') }})
-    $result = [ordered]@{{ sha256 = $hash; size = $size; replaced = $false }}
-    if ($hash -ne $ExpectedHash -or $size -ne $ExpectedSize) {{
-        [System.IO.File]::Delete($Temporary)
-        ConvertTo-Json -Compress -InputObject $result
-        exit 3
-    }}
-    if ([System.IO.File]::Exists($Destination)) {{
-        try {{
-            [System.IO.File]::Replace($Temporary, $Destination, [NullString]::Value)
-        }} catch [System.IO.IOException] {{
-            # In use (a running program): Windows lets it be renamed, not replaced.
-            $aside = $Destination + '.pyinfra-old-' + [guid]::NewGuid().ToString('N')
-            [System.IO.File]::Move($Destination, $aside)
-            [System.IO.File]::Move($Temporary, $Destination)
-            try {{ [System.IO.File]::Delete($aside) }} catch {{ }}
-        }}
-        $result.replaced = $true
-    }} else {{
-        [System.IO.File]::Move($Temporary, $Destination)
-    }}
+[void]$Hasher.TransformFinalBlock((New-Object byte[] 0), 0, 0)
+$size = $Stream.Length
+$Stream.Dispose()
+$hash = -join ($Hasher.Hash | ForEach-Object {{ $_.ToString('x2') }})
+$result = [ordered]@{{ sha256 = $hash; size = $size; replaced = $false }}
+if ($hash -ne $ExpectedHash -or $size -ne $ExpectedSize) {{
+    [System.IO.File]::Delete($Temporary)
     ConvertTo-Json -Compress -InputObject $result
-}}"""
+    exit 3
+}}
+if ([System.IO.File]::Exists($Destination)) {{
+    try {{
+        [System.IO.File]::Replace($Temporary, $Destination, [NullString]::Value)
+    }} catch [System.IO.IOException] {{
+        # In use (a running program): Windows lets it be renamed, not replaced.
+        $aside = $Destination + '.pyinfra-old-' + [guid]::NewGuid().ToString('N')
+        [System.IO.File]::Move($Destination, $aside)
+        [System.IO.File]::Move($Temporary, $Destination)
+        try {{ [System.IO.File]::Delete($aside) }} catch {{ }}
+    }}
+    $result.replaced = $true
+}} else {{
+    [System.IO.File]::Move($Temporary, $Destination)
+}}
+ConvertTo-Json -Compress -InputObject $result"""
 
 
 def _stat_script(path: str) -> str:
@@ -286,6 +312,7 @@ class WinRMConnector(BaseConnector):
                 f"winrm_transport {transport!r} is not supported: use one of "
                 f"{', '.join(TRANSPORTS)} (basic authentication sends the password with every "
                 "request)")
+        _require_transport_support(transport)
         if scheme not in ("https", "http"):
             raise ConnectError(f"winrm_scheme {scheme!r}: use https (or http with "
                                "winrm_allow_plaintext: True)")

@@ -5,7 +5,9 @@ In order (each step a pyinfra operation that changes only what differs):
 1. the account: WinRM must run as an elevated administrator (tasks, firewall and event
    sources need it); the scheduled tasks run as that same account, whose user environment
    holds the API keys;
-2. directories under ``windows.install_root`` and for every rendered file;
+2. ``windows.install_root``, private to SYSTEM, Administrators and that account (inheritance
+   removed; a root another account owns is refused), then the directories under it and for
+   every rendered file;
 3. Python: the interpreter at ``windows.python``, or ``windows.python_installer`` run quietly;
    the venv; the wheelhouse and lock pushed; LiteLLM, its companions and the watchdog installed
    from them, offline, with hashes (:func:`tasks.windows.python.pip_install`);
@@ -17,7 +19,8 @@ In order (each step a pyinfra operation that changes only what differs):
    dashboard and provisioning;
 7. prometheus.exe and alertmanager.exe from their release zips (URL and SHA256 in stack.yaml,
    verified on the controller before use);
-8. the inbound firewall rule for the proxy port (10.2);
+8. the inbound firewall rule for the proxy port (10.2), only when LiteLLM listens beyond
+   loopback, scoped to the interpreter that owns the socket (:func:`proxy_firewall`);
 9. the scheduled tasks (10.3): LiteLLM-AutoStart, the watchdog, Prometheus, Alertmanager,
    registered from the rendered XML (restart on failure), enabled and started; a running task
    whose files changed is restarted (the proxy through manage-litellm.ps1).
@@ -33,12 +36,14 @@ from io import BytesIO
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
 
+from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 
 from monitoring.layout import Layout, layout
+from monitoring.proxy_policy import CONFIG_ENV
 from monitoring.stack import Stack
 from tasks.render.common import Rendered
 from tasks.render.windows import TASKS_REL, manage_script_path, task_specs
@@ -152,6 +157,32 @@ def directories(lay: Layout, rendered: Rendered, extra: tuple[str, ...]) -> list
     return sorted(leaves, key=str.casefold)
 
 
+def proxy_firewall(stack: Stack) -> None:
+    """The inbound rule for the proxy port (runbook 10.2), only where something off the host
+    may connect, as on Linux: LiteLLM on loopback needs none (and an earlier deploy's rule is
+    removed), which the output says.
+
+    A needed rule is scoped to the program that owns the listening socket: the BASE
+    interpreter (``windows.python``), not the venv's ``Scripts\\python.exe``. On Windows that
+    one is a redirector that starts the base interpreter as a child process (CPython
+    PC/launcher.c, VENV_REDIRECT; bpo-35797: "bypass the redirect executor and launch our base
+    Python"), so a rule naming it would match no socket.
+    """
+    fw = stack.windows.firewall
+    listen = stack.litellm.listen
+    if listen.loopback_only:
+        logger.info(f"{host.name}: firewall: LiteLLM listens on {listen.host} only, no rule "
+                    "is needed")
+        firewall.rule(name=f"Firewall rule {fw.name}: none needed (LiteLLM listens on "
+                           f"{listen.host} only)", rule=fw.name, present=False)
+        return
+    firewall.rule(name=f"Firewall rule {fw.name}", rule=fw.name, present=True, enabled=True,
+                  direction="in", action="allow", protocol="tcp",
+                  local_port=str(listen.port), profiles=fw.profiles,
+                  remote_addresses=fw.remote_addresses, program=stack.windows.python,
+                  description=FIREWALL_DESCRIPTION)
+
+
 def _account() -> AccountInfo:
     account = host.get_fact(CurrentUser)
     if account is None:
@@ -181,6 +212,10 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
 
     account = _account()
 
+    # The root first, made private before anything is put in it (security review H3).
+    files.directory(name=f"Directory {root}", path=root)
+    files.private_directory(name=f"{root}: SYSTEM, Administrators and {account.name} only",
+                            path=root, account_sid=account.sid, account=account.name)
     for folder in directories(lay, rendered, (wheelhouse, downloads,
                                               str(PureWindowsPath(lay.prometheus_bin).parent),
                                               str(PureWindowsPath(lay.alertmanager_bin).parent))):
@@ -213,6 +248,10 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
 
     for variable in stack.secret_env_names():
         environment.user_variable(name=f"User variable {variable}", variable=variable)
+    # So `provider-fallback status` works in the user's shells without --config (its default
+    # is the Linux path); the proxy's hooks read the same variable.
+    environment.user_variable(name=f"User variable {CONFIG_ENV}", variable=CONFIG_ENV,
+                              value=lay.watchdog_config)
 
     eventlog.source(name=f"Event Log source {win.event_log.source}",
                     source=win.event_log.source, log=win.event_log.log)
@@ -227,11 +266,7 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
                                            src=str(inputs.alertmanager_exe),
                                            dest=lay.alertmanager_bin, create_remote_dir=False)
 
-    fw = win.firewall
-    firewall.rule(name=f"Firewall rule {fw.name}", rule=fw.name, present=True, enabled=True,
-                  direction="in", action="allow", protocol="tcp",
-                  local_port=str(stack.litellm.listen.port), profiles=fw.profiles,
-                  remote_addresses=fw.remote_addresses, description=FIREWALL_DESCRIPTION)
+    proxy_firewall(stack)
 
     inputs_of = {
         "litellm": [puts[lay.litellm_config], puts[manage_script_path(lay)], installed],
@@ -250,4 +285,6 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
         scheduled_tasks.task(
             name=f"Scheduled task {spec.name}", task=spec.name, folder=folder_name,
             definition=definition, user=account.name, user_aliases=(account.sid,),
-            enabled=True, started=True)
+            enabled=True, started=True,
+            # The watchdog (this account, filtered token) restarts the proxy's task.
+            run_stop_sid=account.sid if spec.key == "litellm" else None)

@@ -60,7 +60,8 @@ def set_command(variable: str, value: str) -> StringCommand:
 
 
 @operation()
-def user_variable(variable: str, from_env: str | None = None, present: bool = True) -> Commands:
+def user_variable(variable: str, from_env: str | None = None, present: bool = True,
+                  value: str | None = None) -> Commands:
     """
     Set (or remove) a user environment variable to the controller's value of it.
 
@@ -68,6 +69,8 @@ def user_variable(variable: str, from_env: str | None = None, present: bool = Tr
     + from_env: the controller's variable to read (default: the same name); when it is not set
       on the controller, the host's value is left as it is
     + present: False removes the variable from the host
+    + value: a value that is not a secret, given here instead of read from the controller
+      (``PROVIDER_FALLBACK_CONFIG``); it travels and is compared the same way
     """
     if not variable or "=" in variable or "\0" in variable:
         raise OperationValueError(f"variable: {variable!r} is not a variable name")
@@ -82,7 +85,8 @@ def user_variable(variable: str, from_env: str | None = None, present: bool = Tr
             host.noop(f"user variable {variable} is not set")
         return
     source = from_env or variable
-    value = os.environ.get(source)
+    if value is None:
+        value = os.environ.get(source)
     if not value:
         if not info.present:
             logger.warning(f"{host.name}: {variable} is set neither on the controller "

@@ -174,6 +174,82 @@ if ($null -ne $item) {{
         return _path_info(load_json(output), "Directory")
 
 
+#: Well-known SIDs (locale-free, unlike BUILTIN\\Administrators and NT AUTHORITY\\SYSTEM).
+SYSTEM_SID = "S-1-5-18"
+ADMINISTRATORS_SID = "S-1-5-32-544"
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One access rule of a DACL, as .NET's FileSystemAccessRule reports it (numbers)."""
+
+    sid: str
+    rights: int  # FileSystemRights
+    allow: bool
+    inherited: bool
+    inheritance: int  # InheritanceFlags: 1 ContainerInherit, 2 ObjectInherit
+    propagation: int  # PropagationFlags
+
+
+@dataclass(frozen=True)
+class AclInfo:
+    """A directory's owner and DACL: whether it inherits (``protected`` False) and its rules."""
+
+    exists: bool
+    owner: str | None = None
+    protected: bool = False
+    rules: tuple[AccessRule, ...] = ()
+
+
+class DirectoryAcl(FactBase[AclInfo]):
+    """The owner (a SID) and the access rules of a directory, SIDs rather than names (names
+    depend on the display language)."""
+
+    @staticmethod
+    @override
+    def default() -> AclInfo:
+        return AclInfo(False)
+
+    @override
+    def command(self, path: str) -> str:
+        return _script("DirectoryAcl", {"path": path}, f"""
+$Path = {ps.literal(path)}
+$result = [ordered]@{{ exists = $false; owner = $null; protected = $false; rules = @() }}
+if ([System.IO.Directory]::Exists($Path)) {{
+    $sidType = [System.Security.Principal.SecurityIdentifier]
+    $acl = [System.IO.Directory]::GetAccessControl($Path)
+    $result.exists = $true
+    $result.owner = $acl.GetOwner($sidType).Value
+    $result.protected = [bool]$acl.AreAccessRulesProtected
+    $result.rules = @($acl.GetAccessRules($true, $true, $sidType) | ForEach-Object {{
+        [ordered]@{{
+            sid = $_.IdentityReference.Value
+            rights = [int]$_.FileSystemRights
+            type = [int]$_.AccessControlType
+            inherited = [bool]$_.IsInherited
+            inheritance = [int]$_.InheritanceFlags
+            propagation = [int]$_.PropagationFlags
+        }}
+    }})
+}}
+{_json("$result")}""")
+
+    @override
+    def process(self, output: list[str]) -> AclInfo:
+        obj = as_object(load_json(output), "DirectoryAcl")
+        if not obj.get("exists"):
+            return AclInfo(False)
+        rules = tuple(AccessRule(
+            sid=_str(r.get("sid")).upper(), rights=int(r.get("rights") or 0),
+            allow=r.get("type") in (0, "Allow"),
+            inherited=r.get("inherited") in (True, "True", "true", 1),
+            inheritance=int(r.get("inheritance") or 0),
+            propagation=int(r.get("propagation") or 0))
+            for r in as_list(obj.get("rules")) if isinstance(r, dict))
+        return AclInfo(True, _str(obj.get("owner")).upper() or None,
+                       obj.get("protected") in (True, "True", "true", 1), rules)
+
+
 # --------------------------------------------------------------------------- firewall
 
 #: INetFwRule's numbers (the COM API answers in numbers in every display language).
@@ -303,6 +379,8 @@ class ScheduledTaskInfo:
     xml: str = ""
     last_result: int | None = None
     last_run: datetime | None = None
+    #: The task's DACL in SDDL (IRegisteredTask.GetSecurityDescriptor(4): DACL only).
+    sddl: str = ""
 
     @property
     def running(self) -> bool:
@@ -348,6 +426,7 @@ if ($null -ne $registered) {{
     $result.last_result = [long]$registered.LastTaskResult
     $result.last_run = $registered.LastRunTime.ToUniversalTime().ToString('o')
     $result.xml = [string]$registered.Xml
+    $result.sddl = [string]$registered.GetSecurityDescriptor(4)
 }}
 {_json("$result")}""")
 
@@ -374,6 +453,7 @@ if ($null -ne $registered) {{
             xml=_str(obj.get("xml")),
             last_result=int(last) if last is not None else None,
             last_run=last_run,
+            sddl=_str(obj.get("sddl")),
         )
 
 

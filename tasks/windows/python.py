@@ -39,7 +39,8 @@ def interpreter(path: str, installer: str | None = None) -> Commands:
     Make sure a Python interpreter exists at ``path``: keep an existing one, or run a python.org
     installer (already on the host) quietly for all users into ``path``'s directory.
 
-    + path: the interpreter, e.g. ``C:\\Python311\\python.exe``
+    + path: the interpreter, e.g. ``C:\\Program Files\\Python311\\python.exe`` (the
+      python.org installer's default for all users, writable by administrators only)
     + installer: the installer's path on the host (None: an existing interpreter is required)
     """
     info = host.get_fact(PythonInterpreter, path=path)

@@ -79,6 +79,7 @@ def task(
     present: bool = True,
     enabled: bool | None = None,
     started: bool | None = None,
+    run_stop_sid: str | None = None,
 ) -> Commands:
     """
     Register, update or delete a scheduled task, and enable, start or stop it.
@@ -92,6 +93,9 @@ def task(
     + present: whether the task should exist
     + enabled: whether it should be enabled (None: as the definition says)
     + started: True to start it when it is not running, False to stop it when it is
+    + run_stop_sid: an account (SID) to allow exactly to read, run and stop the task, in the
+      task's security descriptor (:func:`tasks.windows.taskxml.run_stop_sddl`): the watchdog's
+      account, which restarts the proxy's task with a filtered token
     """
     info: ScheduledTaskInfo = host.get_fact(ScheduledTask, task=task, folder=folder)
     label = f"{folder.rstrip(chr(92))}\\{task}"
@@ -109,8 +113,11 @@ def task(
     running = info.running
     is_enabled = info.enabled
     commands: list[str] = []
+    sddl = taskxml.run_stop_sddl(run_stop_sid) if run_stop_sid else None
     if definition is not None:
         wanted_xml = taskxml.with_user(definition, user) if user else definition
+        if sddl is not None:
+            wanted_xml = taskxml.with_security(wanted_xml, sddl)
         wanted = taskxml.parse(wanted_xml)
         changes = (["new task"] if not info.exists else
                    taskxml.differences(wanted, info.definition(),
@@ -122,6 +129,12 @@ def task(
     elif not info.exists:
         raise OperationValueError(f"scheduled task {label} does not exist and no definition "
                                   "was given to create it")
+
+    if (sddl is not None and run_stop_sid is not None and info.exists and not registered
+            and not taskxml.grants_run_stop(info.sddl, run_stop_sid)):
+        commands.append(ps.script("op scheduled_task.security",
+                                  {**_values(task, folder), "Sddl": sddl},
+                                  f"{_LOOKUP}\n$registered.SetSecurityDescriptor($Sddl, 0)"))
 
     if enabled is not None and enabled != is_enabled:
         commands.append(ps.script("op scheduled_task.enable",

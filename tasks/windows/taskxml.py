@@ -185,3 +185,89 @@ def with_user(xml_text: str, user: str) -> str:
                 node.append(user_node)
         user_node.text = user
     return ET.tostring(root, encoding="unicode")
+
+
+# --------------------------------------------------------------------------- security
+
+#: Task Scheduler checks a task's DACL with file access rights: reading the task
+#: (GetTask) needs read access, and SchRpcRun / SchRpcStop run or stop it only "if the caller
+#: has execute access to the task" ([MS-TSCH] 3.2.5.4.13 SchRpcStop). FILE_GENERIC_READ |
+#: FILE_GENERIC_EXECUTE ("FRFX") is that, and no right to change or delete the task.
+FILE_GENERIC_READ = 0x120089
+FILE_GENERIC_EXECUTE = 0x1200A0
+FILE_ALL_ACCESS = 0x1F01FF
+RUN_STOP_RIGHTS = FILE_GENERIC_READ | FILE_GENERIC_EXECUTE
+_SDDL_RIGHTS = {"FA": FILE_ALL_ACCESS, "FR": FILE_GENERIC_READ, "FX": FILE_GENERIC_EXECUTE,
+                "FW": 0x120116, "GA": FILE_ALL_ACCESS, "GR": FILE_GENERIC_READ,
+                "GX": FILE_GENERIC_EXECUTE, "GW": 0x120116}
+_SDDL_SIDS = {"SY": "S-1-5-18", "BA": "S-1-5-32-544", "LS": "S-1-5-19", "NS": "S-1-5-20",
+              "AU": "S-1-5-11", "BU": "S-1-5-32-545", "WD": "S-1-1-0", "IU": "S-1-5-4",
+              "BT": "S-1-5-3"}
+_ACE = re.compile(r"\(([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*)\)")
+_SID = re.compile(r"^S-1-\d+(-\d+)+$")
+
+
+#: The proxy task's DACL, ``{sid}`` for the account (see :func:`run_stop_sddl`).
+RUN_STOP_SDDL = "D:(A;;FA;;;SY)(A;;FA;;;BA)(A;;FRFX;;;{sid})"
+
+
+def run_stop_sddl(account_sid: str) -> str:
+    """The DACL of the proxy's task: SYSTEM and Administrators full control (as Task
+    Scheduler's own default), and ``account_sid`` exactly the right to read, run and stop it.
+
+    The account is the one the watchdog runs as; its task token is filtered (LeastPrivilege),
+    so the Administrators entry does not apply to it, and the task was registered by the
+    elevated deploy (review RISK 4).
+    """
+    if not _SID.match(account_sid):
+        raise ValueError(f"{account_sid!r} is not a SID (S-1-5-21-...)")
+    return RUN_STOP_SDDL.format(sid=account_sid)
+
+
+def _rights(text: str) -> int:
+    if text.lower().startswith("0x"):
+        return int(text, 16)
+    mask = 0
+    for i in range(0, len(text), 2):
+        mask |= _SDDL_RIGHTS.get(text[i:i + 2].upper(), 0)
+    return mask
+
+
+def allowed_rights(sddl: str) -> dict[str, int]:
+    """The access mask each SID is allowed by the DACL of ``sddl`` (aliases as SIDs; deny
+    entries subtract). Enough of SDDL ([MS-DTYP] 2.5.1) to compare a task's descriptor as
+    Windows writes it back (aliases or hex masks, any order) with the wanted one."""
+    dacl = sddl.split("D:", 1)[-1].split("S:", 1)[0]
+    allowed: dict[str, int] = {}
+    denied: dict[str, int] = {}
+    for kind, _flags, rights, _obj, _inherit, sid in _ACE.findall(dacl):
+        sid = _SDDL_SIDS.get(sid.upper(), sid.upper())
+        target = allowed if kind.upper() == "A" else denied if kind.upper() == "D" else None
+        if target is not None:
+            target[sid] = target.get(sid, 0) | _rights(rights)
+    return {sid: mask & ~denied.get(sid, 0) for sid, mask in allowed.items()}
+
+
+def grants_run_stop(sddl: str, account_sid: str) -> bool:
+    """Whether ``sddl`` lets ``account_sid`` read, run and stop the task."""
+    mask = allowed_rights(sddl).get(account_sid.upper(), 0)
+    return mask & RUN_STOP_RIGHTS == RUN_STOP_RIGHTS
+
+
+def with_security(xml_text: str, sddl: str) -> str:
+    """The definition with ``sddl`` as RegistrationInfo/SecurityDescriptor: "When reading or
+    writing XML for a task, the security descriptor of the task is specified using the
+    SecurityDescriptor element" (IRegistrationInfo::SecurityDescriptor, learn.microsoft.com).
+    """
+    text = re.sub(r"^<\?xml[^>]*\?>", "", xml_text.lstrip("\ufeff").strip())
+    ET.register_namespace("", NAMESPACE)
+    root = ET.fromstring(text)  # noqa: S314 (our own rendered XML)
+    info = root.find("t:RegistrationInfo", _NS)
+    if info is None:
+        info = ET.Element(f"{{{NAMESPACE}}}RegistrationInfo")
+        root.insert(0, info)
+    node = info.find("t:SecurityDescriptor", _NS)
+    if node is None:
+        node = ET.SubElement(info, f"{{{NAMESPACE}}}SecurityDescriptor")
+    node.text = sddl
+    return ET.tostring(root, encoding="unicode")

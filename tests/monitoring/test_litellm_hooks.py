@@ -234,7 +234,10 @@ def test_levels_then_the_kill_switch_stops_every_paid_request(clean: HookStack) 
     assert raw["budget_limit"] == BUDGET
     assert raw["current_spend"] == pytest.approx(
         10 * GPT4_HELLO + GPT4_TWO_WORDS)
-    alerts = Path(h.config.paths.alert_log).read_text().splitlines()
+    # Logged by the proxy just after it writes the state: poll for it too.
+    alert_log = Path(h.config.paths.alert_log)
+    alerts = poll(lambda: alert_log.exists() and alert_log.read_text().splitlines(), 10,
+                  "the KILL-SWITCH alert line", interval=0.02)
     assert [line.split("] ", 1)[1][:33] for line in alerts] == [
         "KILL-SWITCH: ACTIVATED - Budget e"]
     paid_before = h.paid_requests()

@@ -10,7 +10,8 @@ the connector reads), and is skipped with that reason otherwise:
 Optional: ``WINRM_PORT`` (5986), ``WINRM_NO_VERIFY_SSL=1`` (a self-signed certificate not
 trusted through ``REQUESTS_CA_BUNDLE``), ``PF_STACK_FILE`` (the stack the host was deployed
 with; inventory/stack.yaml by default), ``PF_WINDOWS_INVENTORY`` (an inventory to deploy
-again for the idempotence test).
+again for the idempotence test), ``PF_WINDOWS_REBOOT=1`` (reboot the host and expect every
+task back before anyone logs on).
 
 The facts the deploy uses are run here unchanged (:mod:`tasks.windows.facts`), so this suite
 also proves their PowerShell and their parsers against a real Windows.

@@ -38,6 +38,86 @@ def _key(path: str) -> str:
     return path.rstrip("\\").casefold()
 
 
+_TASK_NS = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
+#: The sequence of a trigger's children (Task Scheduler schema: triggerBaseType, then the
+#: BootTrigger's Delay or the LogonTrigger's UserId and Delay). Task Scheduler validates a
+#: definition against its schema and refuses one out of order (SCHED_E_MALFORMEDXML).
+_TRIGGER_SEQUENCE = {
+    "BootTrigger": ("Enabled", "StartBoundary", "EndBoundary", "Repetition",
+                    "ExecutionTimeLimit", "Delay"),
+    "LogonTrigger": ("Enabled", "StartBoundary", "EndBoundary", "Repetition",
+                     "ExecutionTimeLimit", "UserId", "Delay"),
+}
+#: What Task Scheduler gives a task registered without a SecurityDescriptor, as far as this
+#: fake assumes: nothing for the (filtered) account itself. Only a real host tells.
+DEFAULT_TASK_SDDL = "D:(A;;FA;;;BA)(A;;FA;;;SY)"
+
+
+#: Operations Windows refuses to a non-elevated token: EventLog.CreateEventSource searches
+#: every log, the Security log included (learn.microsoft.com, EventLog.CreateEventSource:
+#: "you must have administrative privileges"); changing the firewall's rules (INetFwRules);
+#: registering a task with a boot trigger ("Only a member of the Administrators group can
+#: create a task with a boot trigger", BootTrigger element); setting a directory's ACL
+#: beyond what its owner may.
+ADMIN_OPS = frozenset({"eventlog.create", "firewall.create", "firewall.update",
+                       "firewall.delete", "scheduled_task.register"})
+
+
+def inherited_acl(owner: str = "S-1-5-32-544") -> dict[str, Any]:
+    """A new directory under C:\\ProgramData as an elevated administrator makes it: owned by
+    Administrators, inheriting ProgramData's DACL, whose BUILTIN\\Users entry lets any user
+    create files and folders (the review's H3; `icacls C:\\ProgramData` on a host shows it)."""
+    return {"owner": owner, "protected": False, "rules": [
+        {"sid": "S-1-5-18", "rights": 0x1F01FF, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-544", "rights": 0x1F01FF, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-545", "rights": 0x1200A9, "type": 0, "inherited": True,
+         "inheritance": 3, "propagation": 0},
+        {"sid": "S-1-5-32-545", "rights": 0x116, "type": 0, "inherited": True,
+         "inheritance": 1, "propagation": 0}]}
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", duration)
+    if not match:
+        raise AssertionError(f"(XML) {duration!r} is not a duration")
+    days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + secs
+
+
+def check_task_xml(definition: str) -> ET.Element:
+    """Refuse a definition as Register-ScheduledTask -Xml would, where this fake can tell.
+
+    * An XML declaration naming an encoding other than UTF-16: the definition travels as a
+      (UTF-16) BSTR and MSXML refuses "Switch from current encoding to specified encoding
+      not supported" (the error Register-ScheduledTask and schtasks /XML print).
+    * A trigger's children out of the schema's sequence, a UserId in a BootTrigger (the
+      bootTriggerType has none), a Repetition Interval outside PT1M..P31D (Interval
+      (repetitionType) element: "the minimum time allowed is 1 minute").
+    """
+    declaration = re.match(r"\s*<\?xml[^>]*\?>", definition)
+    if declaration and re.search(r"encoding=[\"'](?!utf-16)", declaration.group(0), re.I):
+        raise AssertionError("(1,39)::ERROR: Switch from current encoding to specified "
+                             "encoding not supported.")
+    root = ET.fromstring(definition[declaration.end():] if declaration else definition)  # noqa: S314
+    for trigger in root.iter():
+        kind = trigger.tag.removeprefix(_TASK_NS)
+        if kind not in _TRIGGER_SEQUENCE:
+            continue
+        order = _TRIGGER_SEQUENCE[kind]
+        names = [child.tag.removeprefix(_TASK_NS) for child in trigger]
+        unknown = [n for n in names if n not in order]
+        if unknown:
+            raise AssertionError(f"(XML) {kind} cannot hold {unknown}")
+        if names != sorted(names, key=order.index):
+            raise AssertionError(f"(XML) {kind} children out of sequence: {names}")
+        interval = trigger.findtext(f"{_TASK_NS}Repetition/{_TASK_NS}Interval")
+        if interval is not None and not 60 <= _seconds(interval) <= 31 * 86400:
+            raise AssertionError(f"(XML) Repetition Interval {interval} outside PT1M..P31D")
+    return root
+
+
 def values(script: str) -> dict[str, Any]:
     """Top-level ``$Name = value`` assignments: literals (tree-sitter), booleans, numbers."""
     literals = script_assignments(script)
@@ -79,6 +159,9 @@ class FakeWindows:
     sources: dict[str, str] = field(default_factory=dict)
     venvs: dict[str, dict[str, Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: Directory owner and DACL by path key; a directory without an entry has what a new
+    #: directory under C:\ProgramData gets (see :func:`inherited_acl`).
+    acls: dict[str, dict[str, Any]] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
 
     # ------------------------------------------------------------------ protocol
@@ -145,6 +228,10 @@ class FakeWindows:
                 result = {"exists": True, "type": "file"}
             else:
                 result = {"exists": False, "type": None}
+        elif name == "DirectoryAcl":
+            result = {"exists": False, "owner": None, "protected": False, "rules": []}
+            if self._is_dir(args["path"]):
+                result = {"exists": True, **self.acls.get(_key(args["path"]), inherited_acl())}
         elif name == "FirewallRule":
             result = [r for r in self.rules if r["name"].casefold() == args["rule"].casefold()]
         elif name == "ScheduledTask":
@@ -152,7 +239,8 @@ class FakeWindows:
                                    args["task"].casefold()))
             result = {"exists": False} if task is None else {
                 "exists": True, "enabled": task["enabled"], "state": task["state"],
-                "last_result": 0, "last_run": "/Date(1764151205000)/", "xml": task["xml"]}
+                "last_result": 0, "last_run": "/Date(1764151205000)/", "xml": task["xml"],
+                "sddl": task["sddl"]}
         elif name == "EventLogSource":
             log = self.sources.get(args["source"].casefold())
             result = {"exists": log is not None, "log": log}
@@ -192,8 +280,20 @@ class FakeWindows:
     # ------------------------------------------------------------------ operations
 
     def op(self, kind: str, v: dict[str, Any], stdin: bytes) -> Answer:
+        if kind in ADMIN_OPS and not self.account[2]:
+            raise AssertionError(f"{kind}: Access is denied. (Exception from HRESULT: "
+                                 "0x80070005 (E_ACCESSDENIED))")
         if kind == "directory.create":
             self._mkdir(v["Path"])
+        elif kind == "directory.acl":
+            if not self._is_dir(v["Path"]):
+                raise AssertionError(f"Could not find a part of the path '{v['Path']}'")
+            grants = [(sid, 0x1F01FF) for sid in v["FullControl"]] + \
+                [(sid, 0x1301BF) for sid in v["Modify"]]
+            owner = self.acls.get(_key(v["Path"]), inherited_acl())["owner"]
+            self.acls[_key(v["Path"])] = {"owner": owner, "protected": True, "rules": [
+                {"sid": sid, "rights": rights, "type": 0, "inherited": False,
+                 "inheritance": 3, "propagation": 0} for sid, rights in grants]}
         elif kind == "firewall.create":
             self.rules.append({
                 "name": v["RuleName"], "description": v.get("Description"),
@@ -203,16 +303,22 @@ class FakeWindows:
                 "profiles": v.get("Profiles", ALL_PROFILES),
                 "remote_addresses": v.get("RemoteAddresses", "*"),
                 "local_addresses": v.get("LocalAddresses", "*"), "program": v.get("Program")})
+        elif kind == "firewall.delete":
+            self.rules = [r for r in self.rules if r["name"].casefold() != v["RuleName"].casefold()]
         elif kind == "scheduled_task.register":
             key = (task_folder_path(v["TaskPath"]).casefold(), v["TaskName"].casefold())
             old = self.tasks.get(key)
-            root = ET.fromstring(v["Definition"])  # noqa: S314 (our own test data)
+            root = check_task_xml(v["Definition"])
+            sddl = root.findtext(f"{_TASK_NS}RegistrationInfo/{_TASK_NS}SecurityDescriptor")
             enabled = root.findtext(
                 "{http://schemas.microsoft.com/windows/2004/02/mit/task}Settings/"
                 "{http://schemas.microsoft.com/windows/2004/02/mit/task}Enabled",
                 "true") == "true"
             self.tasks[key] = {"xml": v["Definition"], "enabled": enabled,
-                               "state": old["state"] if old else 3}
+                               "state": old["state"] if old else 3,
+                               "sddl": sddl or DEFAULT_TASK_SDDL}
+        elif kind == "scheduled_task.security":
+            self._task(v)["sddl"] = v["Sddl"]
         elif kind in ("scheduled_task.run", "scheduled_task.restart"):
             self._task(v)["state"] = 4
         elif kind == "scheduled_task.restart_script":
@@ -221,7 +327,8 @@ class FakeWindows:
             self.sources[v["Source"].casefold()] = v["LogName"]
         elif kind == "python.venv":
             version = next(iter(self.pythons.values()), "3.11.9")
-            self.venvs[_key(v["Venv"])] = {"version": version, "home": "C:\\Python311",
+            self.venvs[_key(v["Venv"])] = {"version": version,
+                                           "home": "C:\\Program Files\\Python311",
                                            "marker": None}
         elif kind == "python.pip_install":
             venv = str(PureWindowsPath(v["Marker"]).parent)

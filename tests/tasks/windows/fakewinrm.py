@@ -5,7 +5,13 @@ get_command_output_raw, cleanup_command, close_shell).
 It checks what a real WinRM service would need (a command of ``powershell.exe`` with an
 ``-EncodedCommand`` argument, started without cmd.exe, stdin messages under pywinrm's envelope
 limit) and hands the decoded script and its standard input to a responder, which plays the
-host.
+host. Where ``powershell.exe`` itself decides what a script gets, the fake decides the same
+way, so a script that works here for a reason PowerShell 5.1 does not honour fails here too:
+
+* standard input reaches a ``-EncodedCommand`` script only when its text uses the variable
+  ``$input`` (:func:`reads_stdin`);
+* a script with a syntax error does not run at all: exit 1 and a ParserError on stderr
+  (:func:`parse_error`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.windows import powershell as ps
+from tests.support.powershell import parse, problems
 
 #: pywinrm's maximum envelope (Protocol.DEFAULT_MAX_ENV_SIZE); a Send message carries its
 #: stdin bytes base64-encoded, plus about 1.5 KiB of SOAP around them.
@@ -23,6 +30,56 @@ MAX_ENVELOPE = 153600
 SOAP_OVERHEAD = 2048
 
 Responder = Callable[[str, bytes], tuple[int, bytes, bytes]]
+
+
+#: Scope qualifiers that still name a variable (VariablePath.IsVariable); ``$env:input`` is a
+#: drive path, not the variable.
+_SCOPES = ("global", "local", "script", "private")
+
+
+def reads_stdin(script: str) -> bool:
+    """Whether ``powershell.exe -EncodedCommand`` hands its redirected stdin to ``script``.
+
+    PowerShell/PowerShell src/Microsoft.PowerShell.ConsoleHost/host/msh/ConsoleHost.cs,
+    DoRunspaceInitialization: the initial command is parsed and
+    ``if (AstSearcher.IsUsingDollarInput(parsedInput)) executionOptions |=
+    ExecutionOptions.ReadInputObjects``; without it Executor.ExecuteCommandAsyncHelper
+    closes the pipeline's input ("close the input pipeline so the command will do something
+    if we are not reading input"). Windows PowerShell 5.1's ConsoleHost does the same.
+    IsUsingDollarInput (engine/parser/AstVisitor.cs) looks for a VariableExpressionAst with
+    ``VariablePath.IsVariable`` whose unqualified name is ``input`` (any case), with
+    ``searchNestedScriptBlocks: false``: ``$input`` inside ``{ ... }`` or a function body
+    does not count, and neither does a comment, a string or ``-InputObject``.
+    """
+    stack = [parse(script).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type in ("script_block_expression", "function_statement"):
+            continue
+        if node.type == "variable":
+            name = (node.text or b"").decode("utf-8").lstrip("$").strip("{}")
+            scope, _, rest = name.rpartition(":")
+            if rest.casefold() == "input" and (not scope or scope.casefold() in _SCOPES):
+                return True
+        stack.extend(node.children)
+    return False
+
+
+def parse_error(script: str) -> bytes | None:
+    """The CLIXML stderr of a script PowerShell refuses to parse, or None when it parses.
+
+    PowerShell parses the whole ``-EncodedCommand`` text before running any of it
+    (Parser.ParseInput in ConsoleHost); a ParseException reports every error and nothing
+    runs. tree-sitter-powershell stands in for PowerShell's parser here.
+    """
+    found = problems(script)
+    if not found:
+        return None
+    message = "; ".join(str(p) for p in found[:3])
+    return (b'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/'
+            b'powershell/2004/04"><S S="Error">ParserError: '
+            + message.replace("&", "&amp;").replace("<", "&lt;").encode("utf-8")
+            + b"</S></Objs>")
 
 
 @dataclass
@@ -91,7 +148,11 @@ class FakeProtocol:
             raise WinRMOperationTimeoutError()
         del self._pending[command_id]
         stdin = b"".join(chunks)
-        code, out, err = self.responder(script, stdin)
+        refused = parse_error(script)
+        if refused is not None:
+            code, out, err = 1, b"", refused
+        else:
+            code, out, err = self.responder(script, stdin if reads_stdin(script) else b"")
         self.calls.append(Call(script, stdin, len(chunks), code, out, err))
         return out, err, code, True
 

@@ -9,6 +9,8 @@ import io
 import json
 import logging
 import re
+import subprocess
+import tomllib
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from winrm.exceptions import InvalidCredentialsError
 
 from tasks.windows import powershell as ps
 from tasks.windows.connector import DEFAULT_CHUNK_SIZE, WinRMConnector
+from tests.conftest import REPO
 from tests.support.powershell import assert_parses
 from tests.tasks.windows.fakewinrm import Call, FakeSessionFactory, body
 
@@ -177,8 +180,40 @@ def test_kerberos_needs_no_password(factory: FakeSessionFactory,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WINRM_USER", raising=False)
     monkeypatch.delenv("WINRM_PASSWORD", raising=False)
+    monkeypatch.setattr("winrm.transport.HAVE_KERBEROS", True)
     make({"winrm_transport": "kerberos"}).connect()
     assert factory.created[-1][2]["transport"] == "kerberos"
+
+
+@pytest.mark.parametrize(("transport", "flag"), [("kerberos", "HAVE_KERBEROS"),
+                                                 ("credssp", "HAVE_CREDSSP")])
+def test_kerberos_and_credssp_without_their_extra_name_it(
+        factory: FakeSessionFactory, monkeypatch: pytest.MonkeyPatch, transport: str,
+        flag: str) -> None:
+    monkeypatch.setattr(f"winrm.transport.{flag}", False)
+    with pytest.raises(ConnectError, match=re.escape(
+            f"needs pywinrm[{transport}], which is not installed on this controller: run "
+            f"`make venv WINRM_TRANSPORT={transport}`")):
+        make({"winrm_transport": transport, "winrm_user": "u", "winrm_password": "p"}).connect()
+    assert factory.created == []
+    monkeypatch.setattr(f"winrm.transport.{flag}", True)
+    make({"winrm_transport": transport, "winrm_user": "u", "winrm_password": "p"}).connect()
+    assert factory.created[-1][2]["transport"] == transport
+
+
+def test_the_extras_are_declared_and_make_venv_installs_the_one_asked_for() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = project["project"]["optional-dependencies"]
+    pinned = next(d for d in extras["controller"] if d.startswith("pywinrm=="))
+    version = pinned.split("==")[1]
+    for extra in ("kerberos", "credssp"):
+        assert extras[extra] == [f"pywinrm[{extra}]=={version}"]
+        plan = subprocess.run(["make", "-n", "venv", f"WINRM_TRANSPORT={extra}"], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout
+        assert f"-e '.[dev,{extra}]'" in plan
+    plan = subprocess.run(["make", "-n", "venv", "WINRM_TRANSPORT=ntlm"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout
+    assert "-e '.[dev]'" in plan
 
 
 def test_missing_credentials_say_where_to_put_them(factory: FakeSessionFactory,

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pyinfra.api.config import Config
 from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import OperationError
 from pyinfra.api.inventory import Inventory
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import State, StateStage
@@ -32,11 +33,17 @@ from pyinfra.context import ctx_config, ctx_host, ctx_state
 from monitoring.layout import layout
 from monitoring.stack_load import load_stack
 from tasks.render import render
+from tasks.windows import taskxml
 from tasks.windows.connector import WinRMConnector
 from tasks.windows.deploy import WindowsDeployError, controller_inputs, directories
 from tests.conftest import REPO, STACK_FILE
 from tests.support.powershell import assert_parses
-from tests.tasks.windows.fakehost import FakeWindows, summary
+from tests.tasks.windows.fakehost import (
+    DEFAULT_TASK_SDDL,
+    FakeWindows,
+    inherited_acl,
+    summary,
+)
 from tests.tasks.windows.fakewinrm import FakeSessionFactory
 
 SESSIONS = Path(__file__).resolve().parent / "sessions"
@@ -125,7 +132,7 @@ def load_deploy_file(state: State, path: Path) -> None:
 
 
 def fresh_host() -> FakeWindows:
-    return FakeWindows(pythons={"c:\\python311\\python.exe": "3.11.9"})
+    return FakeWindows(pythons={"c:\\program files\\python311\\python.exe": "3.11.9"})
 
 
 def test_first_run_makes_the_expected_changes_and_a_second_run_none(
@@ -151,9 +158,11 @@ def test_first_run_makes_the_expected_changes_and_a_second_run_none(
         stack.windows.tasks.litellm, stack.windows.tasks.watchdog,
         stack.windows.tasks.prometheus, stack.windows.tasks.alertmanager)}
     assert all(t["state"] == 4 and t["enabled"] for t in host.tasks.values())
-    assert [r["name"] for r in host.rules] == [stack.windows.firewall.name]
+    assert host.rules == []  # LiteLLM listens on loopback: no rule (as on Linux)
     assert host.sources == {stack.windows.event_log.source.casefold(): "Application"}
-    assert host.env == {stack.litellm.master_key_env: SECRET}
+    lay = layout(stack, "windows")
+    assert host.env == {stack.litellm.master_key_env: SECRET,
+                        "PROVIDER_FALLBACK_CONFIG": lay.watchdog_config}
 
     # Second run: facts reflect the first run, nothing changes.
     before = len(host.exchanges)
@@ -263,6 +272,80 @@ def test_directories_leave_out_parents_of_others(controller: Controller) -> None
     assert lay.state_dir.casefold() in keys
     assert stack.windows.install_root.casefold() not in keys  # config_dir creates it
     assert not any(o != k and o.startswith(k + "\\") for k in keys for o in keys)
+
+
+def test_no_firewall_rule_for_a_loopback_proxy_and_a_stale_one_is_removed(
+        controller: Controller, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    host = fresh_host()
+    stack = load_stack(STACK_FILE, controller.data["stack"])
+    host.rules.append({"name": stack.windows.firewall.name, "enabled": True, "direction": 1,
+                       "action": 1, "protocol": 6, "local_port": "4000", "remote_port": "*",
+                       "profiles": 2, "remote_addresses": "LocalSubnet",
+                       "local_addresses": "*", "program": None, "description": "old"})
+    with caplog.at_level("INFO"):
+        deploy(host, controller.data, monkeypatch)
+    assert host.rules == []
+    assert f"op firewall.delete {stack.windows.firewall.name}" in \
+        [summary(e) for e in host.changes()]
+    assert "LiteLLM listens on 127.0.0.1 only, no rule is needed" in caplog.text
+
+
+def test_a_proxy_beyond_loopback_gets_a_rule_scoped_to_the_base_interpreter(
+        controller: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {**controller.data, "stack": {**controller.data["stack"],
+                                         "litellm": {"listen": {"host": "192.168.1.10"}}}}
+    host = fresh_host()
+    deploy(host, data, monkeypatch)
+    stack = load_stack(STACK_FILE, data["stack"])
+    [rule] = host.rules
+    assert rule["program"] == stack.windows.python  # not the venv's redirector
+    assert (rule["local_port"], rule["profiles"], rule["remote_addresses"]) == (
+        str(stack.litellm.listen.port), 2, "LocalSubnet")
+    changes = len(host.changes())
+    deploy(host, data, monkeypatch)
+    assert host.changes()[changes:] == []
+
+
+def test_the_watchdog_account_may_run_and_stop_the_proxy_task_only(
+        controller: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = fresh_host()
+    deploy(host, controller.data, monkeypatch)
+    stack = load_stack(STACK_FILE, controller.data["stack"])
+    sid = host.account[1]
+    tasks = {name: task for (_, name), task in host.tasks.items()}
+    proxy = tasks[stack.windows.tasks.litellm.casefold()]
+    assert proxy["sddl"] == taskxml.run_stop_sddl(sid)
+    assert taskxml.grants_run_stop(proxy["sddl"], sid)
+    others = [t for n, t in tasks.items() if n != stack.windows.tasks.litellm.casefold()]
+    assert all(t["sddl"] == DEFAULT_TASK_SDDL for t in others)
+    # A proxy task registered earlier without the grant gets it, and nothing else changes.
+    proxy["sddl"] = DEFAULT_TASK_SDDL
+    done = len(host.changes())
+    deploy(host, controller.data, monkeypatch)
+    folder = stack.windows.tasks.folder.rstrip("\\")
+    assert [summary(e) for e in host.changes()[done:]] == [
+        f"op scheduled_task.security {folder}\\{stack.windows.tasks.litellm}"]
+    assert taskxml.grants_run_stop(proxy["sddl"], sid)
+
+
+def test_the_install_root_is_private_and_a_foreign_root_is_refused(
+        controller: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = load_stack(STACK_FILE, controller.data["stack"])
+    root = stack.windows.install_root
+    host = fresh_host()
+    deploy(host, controller.data, monkeypatch)
+    acl = host.acls[root.casefold()]
+    assert acl["protected"]
+    assert {(r["sid"], r["rights"], r["inheritance"]) for r in acl["rules"]} == {
+        ("S-1-5-18", 0x1F01FF, 3), ("S-1-5-32-544", 0x1F01FF, 3), (host.account[1], 0x1301BF, 3)}
+
+    squatted = fresh_host()
+    squatted.dirs.add(root.casefold())
+    squatted.acls[root.casefold()] = inherited_acl(owner="S-1-5-21-1111-2222-3333-1005")
+    with pytest.raises(OperationError, match=r"owned by S-1-5-21-1111-2222-3333-1005.*takeown"):
+        deploy(squatted, controller.data, monkeypatch)
+    assert squatted.changes() == []
 
 
 def _refuse(url: str) -> Any:

@@ -263,3 +263,32 @@ def test_hostile_fact_arguments_are_single_literals(fact: Any, args: dict[str, A
     for key, value in hostile.items():
         if isinstance(value, str) and key != "folder":
             assert value in values, f"{key} is not one literal holding exactly the value"
+
+
+# --------------------------------------------------------------------------- ACLs
+
+
+def test_directory_acl_reads_owner_protection_and_rules() -> None:
+    printed = json.dumps({"exists": True, "owner": "S-1-5-32-544", "protected": True,
+                          "rules": {"sid": "S-1-5-18", "rights": 2032127, "type": 0,
+                                    "inherited": False, "inheritance": 3, "propagation": 0}})
+    info = run(facts.DirectoryAcl(), printed)
+    assert info == facts.AclInfo(True, "S-1-5-32-544", True, (
+        facts.AccessRule("S-1-5-18", 2032127, True, False, 3, 0),))
+    assert run(facts.DirectoryAcl(), '{"exists":false,"owner":null,"protected":false,'
+                                     '"rules":[]}') == facts.AclInfo(False)
+    deny = run(facts.DirectoryAcl(), json.dumps({
+        "exists": True, "owner": "s-1-5-18", "protected": "False",
+        "rules": [{"sid": "s-1-5-32-545", "rights": 278, "type": "Deny", "inherited": True,
+                   "inheritance": 1, "propagation": 0}]}))
+    assert deny.owner == "S-1-5-18"
+    assert not deny.protected
+    assert deny.rules[0].sid == "S-1-5-32-545"
+    assert not deny.rules[0].allow
+
+
+def test_directory_acl_script_parses_and_names_sids() -> None:
+    script = facts.DirectoryAcl().command(path="C:\\PF\\it's")
+    assert_parses(script)
+    assert "SecurityIdentifier" in script
+    assert next(s.value for s in verbatim_strings(script)) == "C:\\PF\\it's"

@@ -20,7 +20,7 @@ from tests.tasks.windows.opcases import (
 
 #: Every operation of tasks/windows; each must have cases, among them a no-op.
 OPERATIONS = (
-    "files.directory", "files.file", "files.put",
+    "files.directory", "files.file", "files.put", "files.private_directory",
     "firewall.rule",
     "scheduled_tasks.task", "scheduled_tasks.restarted",
     "eventlog.source",

@@ -208,10 +208,10 @@ def test_the_extras_are_declared_and_make_venv_installs_the_one_asked_for() -> N
     version = pinned.split("==")[1]
     for extra in ("kerberos", "credssp"):
         assert extras[extra] == [f"pywinrm[{extra}]=={version}"]
-        plan = subprocess.run(["make", "-n", "venv", f"WINRM_TRANSPORT={extra}"], cwd=REPO,
+        plan = subprocess.run(["make", "-n", "-B", "venv", f"WINRM_TRANSPORT={extra}"], cwd=REPO,
                               capture_output=True, text=True, check=True).stdout
         assert f"-e '.[dev,{extra}]'" in plan
-    plan = subprocess.run(["make", "-n", "venv", "WINRM_TRANSPORT=ntlm"], cwd=REPO,
+    plan = subprocess.run(["make", "-n", "-B", "venv", "WINRM_TRANSPORT=ntlm"], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout
     assert "-e '.[dev]'" in plan
 

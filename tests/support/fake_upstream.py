@@ -50,7 +50,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Literal, cast, get_args
 
-from tests.support.fake_wires import Presented, Reply, Wire, split_target, tokens, wire_of
+from tests.support.fake_wires import (
+    Presented,
+    Reply,
+    Wire,
+    key_headers,
+    split_target,
+    tokens,
+    wire_of,
+)
 
 FaultKind = Literal["ok", "401", "404", "429", "500", "hang", "slow", "refused", "random"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -124,6 +132,8 @@ class RecordedRequest:
     #: Which header carried a key: "authorization" (Bearer), "x-api-key", "x-goog-api-key",
     #: "key" (Gemini's query parameter), or None when the request carried none.
     key_header: str | None = None
+    #: Every key-carrying header (or query parameter) the request had, checked or not.
+    key_headers: tuple[str, ...] = ()
     #: The wire format of the request: "openai" (chat, models), "anthropic", "responses",
     #: "gemini" (see tests/support/fake_wires.py).
     wire: str = "openai"
@@ -530,6 +540,7 @@ class FakeUpstream:
             action = self._decide(fault) if applies else "ok"
             self._records.append(RecordedRequest(method, path, model, time.monotonic(),
                                                  action, authorized, presented.header,
+                                                 key_headers(h.headers, query),
                                                  "openai" if wire is None else wire.name))
             self._cond.notify_all()
 

@@ -70,6 +70,13 @@ class Presented:
     key: str | None
 
 
+def key_headers(headers: Headers, query: str) -> tuple[str, ...]:
+    """Every place a request carried a key, by name: what a client sends, whatever the API."""
+    present = [name for name in ("authorization", "x-api-key", "x-goog-api-key")
+               if headers.get(name) is not None]
+    return (*present, "key") if "key" in parse_qs(query) else tuple(present)
+
+
 def _bearer(headers: Headers) -> Presented:
     value = headers.get("Authorization")
     if value is None:

@@ -68,6 +68,15 @@ def test_anthropic_stream_with_bearer_token_has_the_full_event_sequence(
     assert up.requests[-1].path == "/v1/messages"
 
 
+def test_every_key_header_a_request_carried_is_recorded(up: FakeUpstream) -> None:
+    httpx.post(f"{up.url}/v1/messages", json=ANTHROPIC,
+               headers={"x-api-key": KEY, "Authorization": f"Bearer {KEY}",
+                        "anthropic-version": "2023-06-01"})
+    record = up.requests[-1]
+    assert (record.key_header, record.key_headers) == ("x-api-key",
+                                                       ("authorization", "x-api-key"))
+
+
 def test_anthropic_count_tokens(up: FakeUpstream) -> None:
     reply = httpx.post(f"{up.url}/v1/messages/count_tokens",
                        json={"model": "m1", "messages": ANTHROPIC["messages"]},

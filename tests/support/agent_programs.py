@@ -46,9 +46,11 @@ HEADLESS_ENV: dict[str, dict[str, str]] = {
     "gemini": {"GEMINI_CLI_TRUST_WORKSPACE": "true"},
     "claude": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
     "codex": {},
-    # Else each run waits ~7 s on models.dev, which is not reachable offline.
+    # Else each run waits ~7 s on models.dev, which is not reachable offline (and Kilo ~10 s
+    # more indexing the project folder).
     "kilo": {"KILO_DISABLE_MODELS_FETCH": "1", "KILO_DISABLE_AUTOUPDATE": "1",
-             "KILO_DISABLE_LSP_DOWNLOAD": "1", "KILO_DISABLE_SHARE": "1"},
+             "KILO_DISABLE_LSP_DOWNLOAD": "1", "KILO_DISABLE_SHARE": "1",
+             "KILO_DISABLE_CODEBASE_INDEXING": "1", "KILO_DISABLE_SESSION_INGEST": "1"},
     "opencode": {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
                  "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "OPENCODE_DISABLE_SHARE": "1"},
     "continue": {},
@@ -57,7 +59,7 @@ HEADLESS_ENV: dict[str, dict[str, str]] = {
 
 #: Seconds one run may take. Generous: a cold Node start on a loaded 2-core machine is slow,
 #: and a run that ends early is never waited for.
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 180.0
 
 
 def command(name: str, prompt: str, home: Path) -> list[str]:

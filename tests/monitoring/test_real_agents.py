@@ -62,26 +62,28 @@ def _write(path: Path, text: str) -> None:
 # (only key values, named by the file). Sources: shared/notes/agent-configs.md sections 1-7.
 
 
-def kilo(home: Path, t: Target) -> Env:
-    """Kilo CLI 7.x: ~/.config/kilo/kilo.jsonc (JSONC: the comment is part of the proof)."""
-    config = {"$schema": "https://app.kilo.ai/config.json", "model": f"pf/{t.model}",
+def _opencode_shape(schema: str, t: Target) -> str:
+    """OpenCode's config (Kilo is a fork): an openai-compatible provider of our own, the
+    model as ``<provider>/<model>``, the key as ``{env:VAR}``."""
+    config = {"$schema": schema, "model": f"pf/{t.model}",
               "provider": {"pf": {"npm": "@ai-sdk/openai-compatible", "name": "provider-fallback",
                                   "options": {"baseURL": f"{t.url}/v1",
                                               "apiKey": f"{{env:{t.key_env}}}"},
                                   "models": {t.model: {}}}}}
-    _write(home / ".config" / "kilo" / "kilo.jsonc",
-           "// provider-fallback test config\n" + json.dumps(config, indent=2) + "\n")
+    return json.dumps(config, indent=2) + "\n"
+
+
+def kilo(home: Path, t: Target) -> Env:
+    """Kilo CLI 7.x: ~/.config/kilo/kilo.jsonc (JSONC: the comment is part of the proof)."""
+    _write(home / ".config" / "kilo" / "kilo.jsonc", "// provider-fallback test config\n"
+           + _opencode_shape("https://app.kilo.ai/config.json", t))
     return {t.key_env: t.key}
 
 
 def opencode(home: Path, t: Target) -> Env:
-    """OpenCode: ~/.config/opencode/opencode.json, an openai-compatible provider."""
-    config = {"$schema": "https://opencode.ai/config.json", "model": f"pf/{t.model}",
-              "provider": {"pf": {"npm": "@ai-sdk/openai-compatible", "name": "provider-fallback",
-                                  "options": {"baseURL": f"{t.url}/v1",
-                                              "apiKey": f"{{env:{t.key_env}}}"},
-                                  "models": {t.model: {}}}}}
-    _write(home / ".config" / "opencode" / "opencode.json", json.dumps(config, indent=2) + "\n")
+    """OpenCode: ~/.config/opencode/opencode.json."""
+    _write(home / ".config" / "opencode" / "opencode.json",
+           _opencode_shape("https://opencode.ai/config.json", t))
     return {t.key_env: t.key}
 
 

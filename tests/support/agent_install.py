@@ -3,9 +3,8 @@
 Issue 10 proves the agent adapters with the real programs, not with fakes of them. Six are npm
 packages, one (Aider) a PyPI package; together ~1 GB and a few minutes to install, so they are
 built once under the test cache (``$PF_CACHE`` or ``~/.cache/provider-fallback``, like the
-LiteLLM venv in tests/support/litellm_proxy.py) and reused. A lock per program keeps two
-sessions from installing the same one at once; a stamp file marks a finished install, so an
-interrupted one is redone.
+LiteLLM venv in tests/support/litellm_proxy.py) and reused, one folder per program and version
+(tests/support/cached_build.py: a lock against a racing session, a stamp when complete).
 
 The versions are pinned here and nowhere else (:data:`AGENTS`). ``@kilocode/cli`` stays at
 7.7.7: 7.8.x needs a platform binary the reachable registry does not serve
@@ -23,7 +22,6 @@ programs 6-21 s each, Aider ~3.5 min in pip) and ~1.6 GB; a warm cache costs a s
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -32,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.cached_build import built_once
 from tests.support.litellm_proxy import cache_dir
 
 
@@ -93,22 +92,14 @@ def executable(name: str) -> Path:
 def install_agent(name: str) -> Path:
     """The program's install folder; installed on first use, then reused."""
     agent = AGENTS[name]
-    root = agents_dir() / agent.folder
-    stamp = root / ".complete"
-    if stamp.exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{agent.folder}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return root
-        shutil.rmtree(root, ignore_errors=True)
+
+    def build(root: Path) -> None:
         if agent.installer == "pip":
             _install_pip(agent, root)
         else:
             _install_npm(agent, root)
-        stamp.write_text(f"{agent.package}=={agent.version}\n")
-    return root
+
+    return built_once(agents_dir() / agent.folder, build, f"{agent.package}=={agent.version}\n")
 
 
 def install_agents(names: Iterable[str] = AGENTS) -> dict[str, Path]:

@@ -84,6 +84,11 @@ def _bearer(headers: Headers) -> Presented:
     return Presented("authorization", value.removeprefix("Bearer ").strip())
 
 
+def _body_model(path: str, body: Mapping[str, Any]) -> str | None:
+    model = body.get("model")
+    return model if isinstance(model, str) else None
+
+
 # --------------------------------------------------------------------------- Anthropic
 
 
@@ -103,10 +108,7 @@ class AnthropicMessages:
         key = headers.get("x-api-key")
         return Presented("x-api-key", key) if key is not None else _bearer(headers)
 
-    @staticmethod
-    def model(path: str, body: Mapping[str, Any]) -> str | None:
-        model = body.get("model")
-        return model if isinstance(model, str) else None
+    model = staticmethod(_body_model)
 
     @staticmethod
     def error(status: int, message: str) -> Reply:
@@ -174,10 +176,7 @@ class OpenAIResponses:
     def presented(headers: Headers, query: str) -> Presented:
         return _bearer(headers)
 
-    @staticmethod
-    def model(path: str, body: Mapping[str, Any]) -> str | None:
-        model = body.get("model")
-        return model if isinstance(model, str) else None
+    model = staticmethod(_body_model)
 
     @staticmethod
     def error(status: int, message: str) -> Reply:

@@ -16,8 +16,10 @@ is fetched today, but a newer release fetches it on first use) and npm's cache i
 as well; :func:`runtime_env` points them at ``agents/`` in the test cache, so a second run on
 the machine downloads nothing even with a throwaway HOME.
 
-Measured here (Debian 12, 2 cores, busy): a cold install of all seven takes ~5 min (npm
-programs 6-21 s each, Aider ~3.5 min in pip) and ~1.6 GB; a warm cache costs a stamp check.
+Measured here (Debian 12, 2 cores, busy; empty npm and pip caches): a cold install of all
+seven takes ~7 min (the npm programs 13-38 s each, Aider ~4.6 min in pip) and ~2.3 GB (Aider's
+venv 690 MB, Codex 400 MB, Claude Code 360 MB, OpenCode 350 MB, Kilo 290 MB); warm, a stamp
+check per program.
 """
 
 from __future__ import annotations

@@ -11,7 +11,16 @@ API::
     run = run_agent("claude", home, cwd, env, watch={"proxy-side": groq, "fallback": openrouter})
     run.ok                               # exited 0 within the timeout
     run.landed                           # [CapturedRequest(upstream="fallback", request=...)]
+    run.at("fallback")                   # just the RecordedRequests that landed there
     run.describe()                       # command, exit code and output tails for a message
+
+Names: kilo, gemini, claude, codex, opencode, continue, aider (:data:`AGENTS`). Every agent
+reads its config at start, so one call shows where the agent's NEXT request goes: for an
+end-to-end proof, run it, let the watchdog switch the files, run it again with the same HOME.
+What the agents do to HOME themselves, worth knowing for byte-identical restores: Kilo 7.7.7
+adds ``"permission": {"bash": "allow"}`` to ``kilo.jsonc`` on its first run (comments kept;
+marker ``~/.config/kilo/.bash-permission-migrated``); Kilo and OpenCode add a ``.gitignore``
+to their config folder; Claude Code writes ``~/.claude.json`` and ``~/.claude/`` state.
 
 ``env`` holds only what the test means to give the agent (keys, base URLs for agents that take
 them from the environment); the harness adds HOME, PATH, the persistent package cache

@@ -4,6 +4,12 @@ Keys are never in it: each model's key and the master key are ``os.environ/NAME`
 that LiteLLM resolves at start-up. Every provider is reached through its OpenAI-compatible
 endpoint (``openai/<upstream model>`` with ``api_base``), so one code path in LiteLLM serves
 Groq, OpenRouter, Gemini and OpenAI alike, and the watchdog can probe ``<api_base>/models``.
+
+Coding agents reach the same aliases in their own wire formats, which the proxy serves:
+``/v1/chat/completions`` (Kilo, OpenCode, Continue, Aider), ``/v1/messages`` (Claude Code),
+``/v1/responses`` (Codex) and ``/v1beta/models/<alias>:generateContent`` (Gemini CLI), with the
+master key in that format's header (Bearer, ``x-api-key``, ``x-goog-api-key``). All of them go
+upstream as chat completions (see ``use_chat_completions_api`` below).
 """
 
 from __future__ import annotations
@@ -75,6 +81,10 @@ def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
                 "model": f"openai/{model.upstream_model}",
                 "api_base": model.api_base,
                 "api_key": f"os.environ/{model.api_key_env}",
+                # /v1/responses (Codex) is answered by LiteLLM over the upstream's chat
+                # endpoint: an openai/ deployment would otherwise be forwarded to
+                # <api_base>/responses, which Gemini's OpenAI endpoint does not serve.
+                "use_chat_completions_api": True,
                 # Custom pricing: LiteLLM's own cost calculation charges these.
                 "input_cost_per_token": _per_token(model.input_usd_per_1k),
                 "output_cost_per_token": _per_token(model.output_usd_per_1k),
@@ -98,6 +108,8 @@ def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
         # Else every error reply waits ~23 s on a tokenizer download that cannot succeed.
         "disable_hf_tokenizer_download": True,
         "request_timeout": _seconds(lm.request_timeout),
+        # /v1/messages (Claude Code) likewise over the chat endpoint, not <api_base>/responses.
+        "use_chat_completions_url_for_anthropic_messages": True,
     }
     if lm.cache.enabled:
         litellm_settings["cache"] = True

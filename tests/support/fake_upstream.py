@@ -1,4 +1,10 @@
-"""The project's fake OpenAI-compatible upstream: the one stand-in for Groq, OpenRouter & co.
+"""The project's fake upstream: the one stand-in for Groq, OpenRouter, Anthropic & co.
+
+It speaks OpenAI chat (``/v1/chat/completions``, ``/v1/models``) and, for the real coding
+agents of issue 10, Anthropic Messages (``/v1/messages``), OpenAI Responses (``/v1/responses``)
+and Gemini's native ``/v1beta/models/<model>:generateContent`` (tests/support/fake_wires.py),
+each with the key header and the required fields the real API insists on. Every request
+records which header carried its key (``key_header``) and its wire format (``wire``).
 
 There is no internet where the tests run, and a real provider cannot be told to fail on cue,
 so the live tests point LiteLLM (and the watchdog's direct probes) at this server and inject
@@ -43,6 +49,16 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Literal, cast, get_args
+
+from tests.support.fake_wires import (
+    Presented,
+    Reply,
+    Wire,
+    key_headers,
+    split_target,
+    tokens,
+    wire_of,
+)
 
 FaultKind = Literal["ok", "401", "404", "429", "500", "hang", "slow", "refused", "random"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -113,6 +129,14 @@ class RecordedRequest:
     at: float  # time.monotonic() on arrival, comparable with the test's own clock
     fault: str  # what was done with it: ok, 401, ..., hang, slow, or the random draw
     authorized: bool
+    #: Which header carried a key: "authorization" (Bearer), "x-api-key", "x-goog-api-key",
+    #: "key" (Gemini's query parameter), or None when the request carried none.
+    key_header: str | None = None
+    #: Every key-carrying header (or query parameter) the request had, checked or not.
+    key_headers: tuple[str, ...] = ()
+    #: The wire format of the request: "openai" (chat, models), "anthropic", "responses",
+    #: "gemini" (see tests/support/fake_wires.py).
+    wire: str = "openai"
 
 
 # --------------------------------------------------------------------------- response bodies
@@ -151,11 +175,6 @@ def error_body(status: int, model: str | None, retry_after: float | None = None,
     return {"error": {**error, "param": None}}
 
 
-def _tokens(text: str) -> int:
-    """A crude, deterministic token count (about one per word), enough for usage accounting."""
-    return max(1, len(text.split()))
-
-
 def chat_completion(model: str, messages: Sequence[Mapping[str, Any]], reply: str,
                     max_tokens: int | None, number: int) -> dict[str, Any]:
     """A valid ``chat.completion`` object with usage, as OpenAI-compatible providers send."""
@@ -164,7 +183,7 @@ def chat_completion(model: str, messages: Sequence[Mapping[str, Any]], reply: st
     if max_tokens is not None:
         words = words[:max(1, max_tokens)]
     content = " ".join(words)
-    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(content)
+    prompt_tokens, completion_tokens = tokens(prompt), tokens(content)
     return {
         "id": f"chatcmpl-fake-{number}",
         "object": "chat.completion",
@@ -492,13 +511,26 @@ class FakeUpstream:
             h.send_json(404, error_body(404, None))
             return
         body = h.read_json() if method == "POST" else {}
+        wire = wire_of(method, path)
         if not isinstance(body, dict):
-            h.send_json(400, {"error": {"message": "the body is not JSON", "param": None,
+            message = "the body is not JSON"
+            if wire is not None:
+                self._send(h, wire.error(400, message))
+                return
+            h.send_json(400, {"error": {"message": message, "param": None,
                                         "type": "invalid_request_error", "code": None}})
             return
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        authorized = self.api_key is None or h.headers.get("Authorization") == (
-            f"Bearer {self.api_key}")
+        query = split_target(h.path)[1]
+        if wire is None:
+            model = body.get("model") if isinstance(body.get("model"), str) else None
+            bearer = h.headers.get("Authorization")
+            presented = Presented(None if bearer is None else "authorization",
+                                  None if bearer is None else bearer.removeprefix("Bearer "))
+            authorized = self.api_key is None or bearer == f"Bearer {self.api_key}"
+        else:
+            model = wire.model(path, body)
+            presented = wire.presented(h.headers, query)
+            authorized = self.api_key is None or presented.key == self.api_key
         is_models = method == "GET" and path in ("/v1/models", "/models")
         is_chat = method == "POST" and path in ("/v1/chat/completions", "/chat/completions")
 
@@ -507,7 +539,9 @@ class FakeUpstream:
             applies = not fault.paths or any(path.endswith(p) for p in fault.paths)
             action = self._decide(fault) if applies else "ok"
             self._records.append(RecordedRequest(method, path, model, time.monotonic(),
-                                                 action, authorized))
+                                                 action, authorized, presented.header,
+                                                 key_headers(h.headers, query),
+                                                 "openai" if wire is None else wire.name))
             self._cond.notify_all()
 
         while action == "hang":
@@ -542,7 +576,13 @@ class FakeUpstream:
             headers: dict[str, str] = {}
             if status == 429 and fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
-            h.send_json(status, error_body(status, model, fault.retry_after), headers)
+            error = error_body(status, model, fault.retry_after)
+            if wire is not None:
+                self._send(h, wire.error(status, str(error["error"]["message"])), headers)
+            else:
+                h.send_json(status, error, headers)
+        elif wire is not None:
+            self._wire(h, wire, path, query, body, model, presented, authorized)
         elif not authorized:
             sent = h.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             h.send_json(401, error_body(401, model, received_key=sent or None))
@@ -569,6 +609,36 @@ class FakeUpstream:
             return str(fault.status)
         return fault.kind
 
+    def _wire(self, h: _Handler, wire: Wire, path: str, query: str, body: dict[str, Any],
+              model: str | None, presented: Presented, authorized: bool) -> None:
+        """A request in a non-chat wire format: checked and answered as that API would."""
+        if not authorized:
+            self._send(h, wire.unauthorized(presented))
+            return
+        problem = wire.invalid(path, h.headers, body)
+        if problem is not None or model is None:
+            self._send(h, wire.error(400, problem or "model is required"))
+            return
+        if self.models and model not in self.models:
+            self._send(h, wire.error(404, str(error_body(404, model)["error"]["message"])))
+            return
+        with self._cond:
+            self._answered += 1
+            number = self._answered
+        self._send(h, wire.answer(path, query, body, model, self.reply, number))
+
+    @staticmethod
+    def _send(h: _Handler, reply: Reply, headers: Mapping[str, str] | None = None) -> None:
+        if reply.stream is None:
+            h.send_json(reply.status, reply.body, headers)
+            return
+        h.send_response(reply.status)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Content-Length", str(len(reply.stream)))
+        h.end_headers()
+        h.wfile.write(reply.stream)
+        h.wfile.flush()
+
     def _chat(self, h: _Handler, body: dict[str, Any], model: str | None) -> None:
         messages = body.get("messages")
         if model is None or not isinstance(messages, list):
@@ -586,13 +656,7 @@ class FakeUpstream:
         completion = chat_completion(model, messages, self.reply,
                                      max_tokens if isinstance(max_tokens, int) else None, number)
         if body.get("stream") is True:
-            data = _stream_chunks(completion)
-            h.send_response(200)
-            h.send_header("Content-Type", "text/event-stream")
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
-            h.wfile.flush()
+            self._send(h, Reply(200, stream=_stream_chunks(completion)))
             return
         h.send_json(200, completion)
 

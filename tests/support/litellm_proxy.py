@@ -7,7 +7,6 @@ building it at once. The proxy starts in ~15 s, so tests share one per session.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from monitoring.layout import PROXY_ENV
+from tests.support.cached_build import built_once
 
 #: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
 #: prometheus-client `callbacks: ["prometheus"]` aborts start-up; without prisma a request
@@ -39,15 +39,7 @@ def cache_dir() -> Path:
 
 def ensure_venv(version: str) -> Path:
     """The venv with ``litellm[proxy]==version``; built on first use, then reused."""
-    venv = cache_dir() / f"litellm-{version}"
-    stamp = venv / ".complete"
-    if stamp.exists():
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".litellm-{version}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return venv
+    def build(venv: Path) -> None:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
                               "--disable-pip-version-check", f"litellm[proxy]=={version}",
@@ -55,8 +47,8 @@ def ensure_venv(version: str) -> Path:
         if pip.returncode != 0:
             raise RuntimeError(f"pip could not install litellm[proxy]=={version}:\n"
                                f"{pip.stderr[-3000:]}")
-        stamp.write_text(version)
-    return venv
+
+    return built_once(cache_dir() / f"litellm-{version}", build, version)
 
 
 def free_port() -> int:

@@ -36,6 +36,18 @@ def test_every_model_alias_is_served_through_its_openai_compatible_endpoint(stac
         assert params["output_cost_per_token"] == pytest.approx(model.output_usd_per_1k / 1000)
 
 
+def test_agent_wire_formats_are_answered_over_the_upstreams_chat_endpoint(stack: Stack) -> None:
+    """Codex (/v1/responses) and Claude Code (/v1/messages) reach every provider through its
+    chat endpoint: LiteLLM would otherwise forward both to <api_base>/responses, which Gemini's
+    OpenAI endpoint lacks (tests/monitoring/test_proxy_wires.py runs them through the proxy)."""
+    config = litellm.config(stack)
+    served = [e["litellm_params"] for e in config["model_list"]
+              if e["model_name"] in stack.litellm.models]
+    assert served
+    assert all(params["use_chat_completions_api"] is True for params in served)
+    assert config["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"] is True
+
+
 def test_router_settings_come_from_the_stack(stack: Stack) -> None:
     router = litellm.config(stack)["router_settings"]
     assert router["fallbacks"] == [{k: [*v, DEGRADED_MODEL]}

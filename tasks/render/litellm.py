@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import Layout
+from monitoring.layout import Layout, host_env_name
 from monitoring.stack import Stack
 from monitoring.stack_checks import MAX_FALLBACKS
 from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
@@ -74,7 +74,7 @@ def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
             "litellm_params": {
                 "model": f"openai/{model.upstream_model}",
                 "api_base": model.api_base,
-                "api_key": f"os.environ/{model.api_key_env}",
+                "api_key": f"os.environ/{host_env_name(stack, model.api_key_env)}",
                 # Custom pricing: LiteLLM's own cost calculation charges these.
                 "input_cost_per_token": _per_token(model.input_usd_per_1k),
                 "output_cost_per_token": _per_token(model.output_usd_per_1k),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from monitoring import metrics
 from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import PROXY_ENV, Layout, proxy_command
+from monitoring.layout import Layout, host_env_name, proxy_command, proxy_env
 from monitoring.probes import PROXY_ROUTE
 from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
 from monitoring.watchdog_config import (
@@ -49,7 +49,8 @@ def _providers(stack: Stack) -> list[ProviderSpec]:
         seen = out.get(model.provider)
         models = [*seen.models, alias] if seen else [alias]
         out[model.provider] = ProviderSpec(name=model.provider, api_base=model.api_base,
-                                           api_key_env=model.api_key_env, models=models)
+                                           api_key_env=host_env_name(stack, model.api_key_env),
+                                           models=models)
     return list(out.values())
 
 
@@ -89,7 +90,7 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
             models=list(stack.litellm.models),
             config_path=lay.litellm_config,
             command=proxy_command(stack, lay),
-            env=dict(PROXY_ENV),
+            env=proxy_env(stack),
             systemd_unit=stack.linux.units.litellm if lay.os == "linux" else None,
             windows_task=(win.tasks.folder + win.tasks.litellm) if lay.os == "windows" else None,
             restart_command=[windows.POWERSHELL, "-NoProfile", "-NonInteractive",

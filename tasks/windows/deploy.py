@@ -38,7 +38,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 
-from monitoring.layout import Layout, layout
+from monitoring.layout import Layout, host_env_names, layout
 from monitoring.stack import Stack
 from tasks.render.common import Rendered
 from tasks.render.windows import TASKS_REL, manage_script_path, task_specs
@@ -211,8 +211,11 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
         wheel=str(PureWindowsPath(wheelhouse, inputs.project_wheel.name)),
         lock_sha256=file_sha256(inputs.lock), wheel_sha256=file_sha256(inputs.project_wheel))
 
-    for variable in stack.secret_env_names():
-        environment.user_variable(name=f"User variable {variable}", variable=variable)
+    # Under the host's names (provider keys PF_-prefixed, see monitoring.layout.host_env_names),
+    # each read from the controller's variable of the stack's name.
+    for variable, host_variable in host_env_names(stack).items():
+        environment.user_variable(name=f"User variable {host_variable}", variable=host_variable,
+                                  from_env=variable)
 
     eventlog.source(name=f"Event Log source {win.event_log.source}",
                     source=win.event_log.source, log=win.event_log.log)

@@ -97,6 +97,7 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                              "-ExecutionPolicy", "Bypass", "-File",
                              windows.manage_script_path(lay), "-Action", "restart"]
             if lay.os == "windows" else None,
+            open_call_types=list(stack.litellm.open_call_types),
         ),
         providers=_providers(stack),
         models={alias: ModelPrice(provider=m.provider, upstream_model=m.upstream_model,
@@ -142,7 +143,9 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
         fallbacks={alias: list(chain) for alias, chain in stack.litellm.fallbacks.items()},
         degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
                               ttl_s=stack.litellm.cache.ttl,
-                              cache_dir=lay.state("degraded-cache")),
+                              cache_dir=lay.state("degraded-cache"),
+                              max_entries=stack.litellm.cache.max_entries,
+                              max_bytes=int(stack.litellm.cache.max_megabytes * 1024 * 1024)),
     )
 
 

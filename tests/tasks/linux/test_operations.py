@@ -17,7 +17,10 @@ import yaml
 from pyinfra.api.command import FileUploadCommand, PyinfraCommand, StringCommand
 from pyinfra.context import ctx_host
 
+from monitoring.stack_load import load_stack
 from tasks.linux import firewall, operations
+from tasks.linux.files import owner
+from tasks.render import render
 from tasks.wheelhouse import Pin, Wheelhouse
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -113,3 +116,11 @@ def test_merged_ini_keeps_the_users_keys_and_sections() -> None:
     assert dict(back["boot"]) == {"systemd": "true", "command": "x"}
     assert dict(back["network"]) == {"generateResolvConf": "false"}
     assert operations.merged_ini(merged, "boot", {"systemd": "true"}) is None
+
+
+def test_alertmanager_yml_is_readable_by_alertmanager_only() -> None:
+    """Issue 12, M3: a webhook URL (and its token) is not for every local user."""
+    stack = load_stack(Path(__file__).resolve().parents[3] / "inventory" / "stack.yaml")
+    artifact = render(stack, "linux")["alertmanager/alertmanager.yml"]
+    assert artifact.mode == 0o640
+    assert owner(stack, artifact) == ("root", "prometheus")

@@ -435,3 +435,27 @@ def test_spend_through_every_allowed_route_is_recorded(clean: HookStack) -> None
     found = records(h, len(ALLOWED_ROUTES))
     assert [(r.model, r.served_by) for r in found] == [("gpt-4", "gpt-4")] * len(found)
     assert all(r.cost_usd > 0 for r in found), [r.cost_usd for r in found]
+
+
+# --------------------------------------------------------------------------- surface
+
+
+def test_no_api_schema_or_docs_and_cors_for_its_own_origin_only(hooks: HookStack) -> None:
+    """Issue 12, H1: the first ``/openapi.json`` after a start used to build a 2 MB schema on
+    the event loop for ~5 s (the watchdog then restarted a busy proxy); a web page anywhere
+    could trigger it, and read answers through CORS ``*``."""
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        started = time.monotonic()
+        reply = httpx.get(f"{hooks.proxy.url}{path}", timeout=30)
+        assert reply.status_code == 404, f"{path}: {reply.status_code}"
+        assert time.monotonic() - started < 3, f"{path} took {time.monotonic() - started} s"
+
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(f"{hooks.proxy.url}/v1/chat/completions", timeout=30, headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization"})
+
+    foreign = preflight("http://attacker.example")
+    assert "access-control-allow-origin" not in foreign.headers, foreign.headers
+    own = preflight(hooks.proxy.url)
+    assert own.headers.get("access-control-allow-origin") == hooks.proxy.url

@@ -57,7 +57,7 @@ class CaseHost:
 
 
 #: What each stdin_write command of the last case carried, decoded.
-STDIN: list[bytes] = []
+SENT_ON_STDIN: list[bytes] = []
 
 
 def _describe(command: str | PyinfraCommand) -> str | dict[str, str]:
@@ -65,7 +65,7 @@ def _describe(command: str | PyinfraCommand) -> str | dict[str, str]:
         return {"upload": command.dest}
     if isinstance(command, StringCommand) and "_stdin" in command.connector_arguments:
         # The bytes travel on stdin (base64), never through a file in /tmp (issue 12, M2).
-        STDIN.append(base64.b64decode(str(command.connector_arguments["_stdin"])))
+        SENT_ON_STDIN.append(base64.b64decode(str(command.connector_arguments["_stdin"])))
         raw = str(command.get_raw_value())
         assert raw.startswith("(umask 077 && rm -f "), raw
         return {"stdin": raw.rsplit("> ", 1)[1].rstrip(")")}
@@ -99,13 +99,13 @@ def test_operation_case(path: Path) -> None:
         facts["Sha256File"] = {k: hashlib.sha256(v.encode()).hexdigest() if isinstance(v, str)
                                else v for k, v in facts["Sha256File"].items()}
     host = CaseHost(facts)
-    STDIN.clear()
+    SENT_ON_STDIN.clear()
     with ctx_host.use(host):
         inner = op._inner  # type: ignore[attr-defined]
         commands = [_describe(c) for c in inner(**_args(path.parent.name, case["args"]))]
     assert commands == [c.strip() if isinstance(c, str) else c for c in case.get("commands", [])]
-    if STDIN and path.parent.name == "put_bytes":
-        assert STDIN == [case["args"]["data"]]
+    if SENT_ON_STDIN and path.parent.name == "put_bytes":
+        assert [case["args"]["data"]] == SENT_ON_STDIN
     if case.get("noop"):
         assert not commands
         assert host.noops, "a no-op must say why (host.noop)"

@@ -440,10 +440,11 @@ def test_spend_through_every_allowed_route_is_recorded(clean: HookStack) -> None
 # --------------------------------------------------------------------------- surface
 
 
-def test_no_api_schema_or_docs_and_cors_for_its_own_origin_only(hooks: HookStack) -> None:
+def test_no_api_schema_or_docs_and_cors_for_its_own_origin_only(clean: HookStack) -> None:
     """Issue 12, H1: the first ``/openapi.json`` after a start used to build a 2 MB schema on
     the event loop for ~5 s (the watchdog then restarted a busy proxy); a web page anywhere
     could trigger it, and read answers through CORS ``*``."""
+    hooks = clean
     for path in ("/openapi.json", "/docs", "/redoc"):
         started = time.monotonic()
         reply = httpx.get(f"{hooks.proxy.url}{path}", timeout=30)
@@ -459,3 +460,30 @@ def test_no_api_schema_or_docs_and_cors_for_its_own_origin_only(hooks: HookStack
     assert "access-control-allow-origin" not in foreign.headers, foreign.headers
     own = preflight(hooks.proxy.url)
     assert own.headers.get("access-control-allow-origin") == hooks.proxy.url
+
+
+# --------------------------------------------------------------------------- clean stop
+
+
+def test_a_clean_stop_right_after_a_burst_loses_no_line_and_counts_none_twice(
+        clean: HookStack) -> None:
+    """Issue 13, item 7: the cost-log lines are written by the proxy's I/O worker, after the
+    answers went out; SIGTERM right after a burst must still leave every line, once."""
+    h = clean
+    count = 60
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            async def one(n: int) -> int:
+                reply = await client.post(
+                    f"{h.proxy.url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {h.master_key}"},
+                    json={"model": "groq-70b", "max_tokens": 1,
+                          "messages": [{"role": "user", "content": f"burst {n} {next(_PROMPTS)}"}]})
+                return reply.status_code
+            return await asyncio.gather(*(one(n) for n in range(count)))
+
+    assert asyncio.run(burst()) == [200] * count
+    h.proxy.stop()  # SIGTERM, at once
+    found = list(iter_records(h.config.paths.cost_log))
+    assert len(found) == count, f"{len(found)} lines for {count} answered requests"

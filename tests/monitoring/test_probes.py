@@ -149,10 +149,10 @@ def test_a_rejected_provider_key_is_auth(live: LiveStack, how: str) -> None:
 
 
 def test_an_unset_provider_key_is_auth_and_nothing_is_sent(live: LiveStack) -> None:
-    env = {k: v for k, v in live.env.items() if k != "OPENROUTER_API_KEY"}
+    env = {k: v for k, v in live.env.items() if k != "PF_OPENROUTER_API_KEY"}
     result = run(live, lambda p: p.provider("openrouter"), env=env)
     assert (result.ok, result.error_class) == (False, ErrorClass.AUTH)
-    assert result.message == "OPENROUTER_API_KEY is not set"
+    assert result.message == "PF_OPENROUTER_API_KEY is not set"
     assert live.upstream("openrouter").requests == []
 
 

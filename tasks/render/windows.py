@@ -324,6 +324,7 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
         task_name=tasks.litellm,
         proxy_env=proxy_env(stack),
         secret_names=list(host_env_names(stack).values()),
+        default_key_names=[n for n, h in host_env_names(stack).items() if n != h],
         start_timeout=START_TIMEOUT_S,
         stop_timeout=STOP_TIMEOUT_S,
         probe_timeout_ms=PROBE_TIMEOUT_MS,

@@ -216,6 +216,8 @@ def test_manage_script_runs_the_exact_proxy_command(
     assert values["ProxyEnvironment"] == [x for kv in proxy_env(stack).items() for x in kv]
     assert values["SecretNames"] == list(host_env_names(stack).values())
     assert "PF_GROQ_API_KEY" in values["SecretNames"]
+    assert values["DefaultKeyNames"] == [n for n, h in host_env_names(stack).items() if n != h]
+    assert "GROQ_API_KEY" in values["DefaultKeyNames"]
     assert windows_layout.litellm_config in values["ProxyMarkers"]
 
 

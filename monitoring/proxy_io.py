@@ -99,6 +99,11 @@ class ProxyIO(Generic[T]):
                 self._finished += len(jobs)
                 self._done.notify_all()
 
+    @property
+    def backlog(self) -> int:
+        """Jobs queued and not processed yet."""
+        return self._submitted - self._finished
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every job queued before this call is processed; False on timeout."""
         with self._done:

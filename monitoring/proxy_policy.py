@@ -71,6 +71,9 @@ ALL_DOWN_MESSAGE: Final = ("All providers are down (every model of the fallback 
 RECORDED_CALL_TYPES: Final = frozenset({
     "completion", "acompletion", "text_completion", "atext_completion", "embeddings",
     "aembedding", "responses", "aresponses", "anthropic_messages"})
+#: Past this many queued jobs (a stalled disk), answers are no longer queued for the degraded
+#: cache (each may hold a long conversation); cost-log records always are (~300 B each).
+MAX_BACKLOG_WITH_ANSWERS: Final = 1000
 #: Never opened, whatever stack.yaml says: refused by its own hook rule (see litellm_hooks).
 PASS_THROUGH: Final = "pass_through_endpoint"  # noqa: S105 (a call type, not a password)
 
@@ -206,6 +209,8 @@ class ProxyPolicy:
                     new, _ = decide(self.kill.state(), month, spend, True, now)
                     if new.active:
                         self._tripped = month
+        if answer is not None and self.io.backlog > MAX_BACKLOG_WITH_ANSWERS:
+            answer = None  # the disk is slower than the requests: keep memory bounded
         self.io.put(_Job(record, answer))
         return record
 

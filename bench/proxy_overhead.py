@@ -237,8 +237,14 @@ async def rss_growth(rig: Rig, requests: int) -> list[tuple[int, float]]:
                 for _ in todo:
                     body = {"model": MODEL, "max_tokens": 1, "messages": [
                         {"role": "user", "content": f"rss {next(_PROMPTS)}"}]}
-                    reply = await client.post(f"{side.proxy.url}/v1/chat/completions",
-                                              json=body, headers=headers)
+                    for attempt in range(3):  # a keep-alive connection the server closed
+                        try:
+                            reply = await client.post(f"{side.proxy.url}/v1/chat/completions",
+                                                      json=body, headers=headers)
+                            break
+                        except httpx.TransportError:
+                            if attempt == 2:
+                                raise
                     if reply.status_code != 200:
                         raise RuntimeError(f"HTTP {reply.status_code}")
 
@@ -249,18 +255,64 @@ async def rss_growth(rig: Rig, requests: int) -> list[tuple[int, float]]:
     return samples
 
 
+def policy_cpu(requests: int, work: Path) -> dict[str, float]:
+    """CPU the project's policy costs per request, in-process and without LiteLLM: the
+    pre-call decisions, the success callback's submit, and the I/O worker's share (cost-log
+    batch, budget decision, degraded-cache entry). process_time counts every thread."""
+    from datetime import UTC, datetime
+
+    from monitoring.proxy_policy import Answer, ProxyPolicy, Served
+
+    stack = parse_stack((REPO / "inventory/stack.yaml").read_text())
+    config = watchdog.build(stack, layout(stack, "linux"))
+    paths = config.paths.model_copy(update={
+        "log_dir": str(work), "state_dir": str(work), "cost_log": str(work / "costs.log"),
+        "alert_log": str(work / "alerts.log"), "event_log": str(work / "events.log"),
+        "event_jsonl": str(work / "events.jsonl"),
+        "provider_config": str(work / "provider-config.json")})
+    assert config.degraded is not None
+    degraded = config.degraded.model_copy(update={"cache_dir": str(work / "cache")})
+    policy = ProxyPolicy(config.model_copy(update={"paths": paths, "degraded": degraded}),
+                         clock=lambda: datetime.now(UTC))
+    response = {"id": "x", "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                 "content": "ok"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    deployments = [{"model_name": "gpt-4"}]
+    started, wall = time.process_time(), time.monotonic()
+    for n in range(requests):
+        policy.substitute(MODEL)
+        policy.allowed_deployments(deployments, MODEL)
+        messages = [{"role": "user", "content": f"bench {n}"}]
+        policy.submit(Served(MODEL, MODEL, MODEL, "openai", 1, 1, 0.00009),
+                      answer=Answer(MODEL, messages, {}, response, MODEL))
+    policy.flush(600)
+    cpu = time.process_time() - started
+    policy.io.close()
+    return {"requests": requests, "cpu_ms_per_request": cpu / requests * 1000,
+            "wall_s": time.monotonic() - wall,
+            "cost_log_lines": (work / "costs.log").read_bytes().count(b"\n"),
+            "cache_entries": len(list((work / "cache").glob("*.json")))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per side (0: only the RSS phase)")
     parser.add_argument("--rss-requests", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--policy-cpu", type=int, default=0, metavar="N",
+                        help="only: CPU per request of the policy alone, over N requests")
     args = parser.parse_args()
+    if args.policy_cpu:
+        with tempfile.TemporaryDirectory(prefix="pf-policy-bench-") as tmp:
+            print(json.dumps(policy_cpu(args.policy_cpu, Path(tmp))))
+        return
     with tempfile.TemporaryDirectory(prefix="pf-proxy-bench-") as tmp:
         rig = Rig(Path(tmp))
         try:
             rig.start()
-            rows = asyncio.run(measure(rig, args.seconds, args.rounds))
+            rows = asyncio.run(measure(rig, args.seconds, args.rounds)) if args.rounds else []
             rss = asyncio.run(rss_growth(rig, args.rss_requests)) if args.rss_requests else []
             lines = (Path(tmp) / "with/log/provider_costs.log").read_bytes().count(b"\n")
             cache = len(list((Path(tmp) / "with/cache").glob("*.json")))

@@ -255,7 +255,7 @@ async def rss_growth(rig: Rig, requests: int) -> list[tuple[int, float]]:
     return samples
 
 
-def policy_cpu(requests: int, work: Path) -> dict[str, float]:
+def policy_cpu(requests: int, work: Path) -> dict[str, Any]:
     """CPU the project's policy costs per request, in-process and without LiteLLM: the
     pre-call decisions, the success callback's submit, and the I/O worker's share (cost-log
     batch, budget decision, degraded-cache entry). process_time counts every thread."""
@@ -279,7 +279,11 @@ def policy_cpu(requests: int, work: Path) -> dict[str, float]:
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
     deployments = [{"model_name": "gpt-4"}]
     started, wall = time.process_time(), time.monotonic()
+    rss: list[tuple[int, float]] = []
     for n in range(requests):
+        if n % max(1, requests // 10) == 0:
+            policy.flush(600)
+            rss.append((n, round(_rss_mb(os.getpid()), 1)))
         policy.substitute(MODEL)
         policy.allowed_deployments(deployments, MODEL)
         messages = [{"role": "user", "content": f"bench {n}"}]
@@ -291,7 +295,8 @@ def policy_cpu(requests: int, work: Path) -> dict[str, float]:
     return {"requests": requests, "cpu_ms_per_request": cpu / requests * 1000,
             "wall_s": time.monotonic() - wall,
             "cost_log_lines": (work / "costs.log").read_bytes().count(b"\n"),
-            "cache_entries": len(list((work / "cache").glob("*.json")))}
+            "cache_entries": len(list((work / "cache").glob("*.json"))),
+            "rss_mb": [*rss, (requests, round(_rss_mb(os.getpid()), 1))]}
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ import yaml
 
 from monitoring.events import EventLog
 from monitoring.exporter import Exporter
-from monitoring.layout import layout
+from monitoring.layout import host_env_name, layout
 from monitoring.probes import Prober
 from monitoring.stack_load import parse_stack
 from monitoring.watchdog import Watchdog
@@ -63,7 +63,9 @@ class Rig:
                      "GEMINI_API_KEY": "AIza" + os.urandom(16).hex(),
                      "OPENAI_API_KEY": "sk-proj-" + os.urandom(20).hex()}
         self.master = "sk-master-" + os.urandom(16).hex()
-        self.env = {**self.keys, base.litellm.master_key_env: self.master}
+        # Under the host's names (PF_GROQ_API_KEY...), as the deploy gives them.
+        self.env = {host_env_name(base, name): key for name, key in self.keys.items()}
+        self.env[base.litellm.master_key_env] = self.master
         models = base.litellm.models
         self.upstreams = {
             "groq": FakeUpstream(api_key=self.keys["GROQ_API_KEY"], models=[

@@ -153,8 +153,9 @@ def _write_replace(
     mode: int,
     owner: tuple[int, int] | None,
     expect: FileStamp | None,
+    durable: bool = True,
 ) -> None:
-    """Steps 1-5 of the module docstring for one file."""
+    """Steps 1-5 of the module docstring for one file (3 and 5 only when ``durable``)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         try:
@@ -166,7 +167,8 @@ def _write_replace(
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if _IS_WINDOWS:
@@ -179,7 +181,8 @@ def _write_replace(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
 def atomic_write(
@@ -189,6 +192,7 @@ def atomic_write(
     new_mode: int = 0o600,
     backup_suffix: str | None = None,
     expect: FileStamp | None = None,
+    durable: bool = True,
 ) -> Path | None:
     """Replace the content of ``path`` with ``data`` so that no crash can leave it torn.
 
@@ -200,6 +204,8 @@ def atomic_write(
       when there was no file. Returns the backup path, or None.
     - ``expect``: the :class:`FileStamp` the caller read the file at (:data:`ABSENT` if it did
       not exist); checked again just before the rename, :class:`FileChangedError` if it moved.
+    - ``durable=False`` skips both fsyncs: still never torn for a reader, but a power loss may
+      lose the write (or leave an empty file). For caches that can be rebuilt, on a hot path.
 
     The parent directory must exist (see :func:`ensure_dir`): creating directories is a
     decision for the caller, not a side effect of writing a file.
@@ -225,7 +231,7 @@ def atomic_write(
         mode = new_mode
         parent_st = os.stat(target.parent)
         owner = (parent_st.st_uid, parent_st.st_gid)
-    _write_replace(target, data, mode, owner, expect)
+    _write_replace(target, data, mode, owner, expect, durable)
     return backup
 
 

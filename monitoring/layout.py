@@ -138,9 +138,44 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
     )
 
 
-#: Environment every proxy start needs. Without the local cost map LiteLLM fetches a JSON file
-#: from the internet at start-up (and hangs on a host without it).
-PROXY_ENV: dict[str, str] = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+#: Environment every proxy start needs, whatever the stack:
+#: - the local cost map: without it LiteLLM fetches a JSON file from the internet at start-up
+#:   (and hangs on a host without it);
+#: - no OpenAPI schema, Swagger UI or ReDoc: nobody using this bundle needs them, and the first
+#:   unauthenticated ``GET /openapi.json`` after a start builds a 2 MB schema on the event loop
+#:   for ~5 s, long enough for the watchdog to take a busy proxy for a hung one (issue 12, H1).
+PROXY_ENV: dict[str, str] = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_OPENAPI": "True",
+                             "NO_DOCS": "True", "NO_REDOC": "True"}
+#: LiteLLM's CORS allow-list (comma-separated origins); unset it answers ``*`` to every web page.
+CORS_ORIGINS_ENV = "LITELLM_CORS_ORIGINS"
+#: Prefix of the provider-key variables in the proxy's and the watchdog's environment on a host.
+HOST_KEY_PREFIX = "PF_"
+
+
+def proxy_env(stack: Stack) -> dict[str, str]:
+    """The proxy's environment beside the secrets: :data:`PROXY_ENV`, and CORS limited to the
+    proxy's own origin (a web page elsewhere cannot read its answers or send it the key)."""
+    return {**PROXY_ENV, CORS_ORIGINS_ENV: stack.litellm.listen.url}
+
+
+def host_env_names(stack: Stack) -> dict[str, str]:
+    """Each secret variable of the stack (as the user names it on the controller) -> its name
+    in the environment of the proxy and the watchdog on the host.
+
+    Provider keys get :data:`HOST_KEY_PREFIX` (``GROQ_API_KEY`` -> ``PF_GROQ_API_KEY``):
+    LiteLLM and the provider SDKs read ``OPENAI_API_KEY`` & co. on their own for any route
+    that names no deployment (``/v1/vector_stores``, ``/v1/containers``, ...), so under their
+    default names the keys would be spent past the kill switch and the cost log. The master
+    key and the SMTP password keep their names: no SDK spends them.
+    """
+    providers = {m.api_key_env for m in stack.litellm.models.values()}
+    return {name: HOST_KEY_PREFIX + name if name in providers else name
+            for name in stack.secret_env_names()}
+
+
+def host_env_name(stack: Stack, name: str) -> str:
+    """``name`` (a secret variable of the stack) as the host's services see it."""
+    return host_env_names(stack).get(name, name)
 
 
 def proxy_command(stack: Stack, lay: Layout) -> list[str]:

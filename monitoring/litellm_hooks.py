@@ -16,12 +16,15 @@ on the proxy's ``PYTHONPATH`` instead (``tests/support/litellm_proxy.py``).
 Everything decided here is in :mod:`monitoring.proxy_policy` (plain Python, tested without a
 proxy); this module only adapts LiteLLM's hook API to it:
 
-- ``async_pre_call_hook``: a paid model asked for while the kill switch is on is served by a
-  free one (header ``x-provider-fallback-kill-switch``); the request's ``no-store`` wish is
-  kept for the degraded cache.
+- ``async_pre_call_hook``: only the call types whose spend is recorded reach a provider
+  (403 for files, batches, vector stores, realtime secrets... unless stack.yaml opens them);
+  a paid model asked for while the kill switch is on is served by a free one (header
+  ``x-provider-fallback-kill-switch``); the request's ``no-store`` wish is kept for the
+  degraded cache.
 - ``async_filter_deployments``: no paid deployment while the kill switch is on, fallbacks
   included (the router never reaches a paid upstream).
-- ``async_log_success_event``: the cost-log line, the kill switch, the good answer kept.
+- ``async_log_success_event``: the cost-log line, the kill switch, the good answer kept; it
+  only queues them for the policy's I/O worker (no file I/O on LiteLLM's event loop).
 - the ``degraded-cache`` model (:class:`DegradedCacheLLM`, last in every fallback chain): the
   last good answer within the TTL, marked ``x-provider-fallback-stale: true``; else a 503
   saying all providers are down (``async_post_call_failure_hook``).
@@ -50,11 +53,15 @@ from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.proxy_policy import (
     ALL_DOWN_MESSAGE,
     KILL_SWITCH_HEADER,
+    PASS_THROUGH,
+    RECORDED_CALL_TYPES,
     STALE_AGE_HEADER,
     STALE_HEADER,
+    Answer,
     KillSwitchBlockedError,
     ProxyPolicy,
     Served,
+    call_type_refusal,
 )
 
 log = logging.getLogger("provider_fallback.litellm_hooks")
@@ -66,6 +73,8 @@ _REQUESTED: Final = "pf_requested_model"
 _SUBSTITUTED: Final = "pf_kill_switch"
 #: Stale answers served, by LiteLLM call id -> age in seconds (read by the headers hook).
 _STALE: dict[str, float] = {}
+#: An entry the headers hook never collected (a client gone) must not stay forever.
+_STALE_MAX: Final = 1000
 
 
 def _metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -100,15 +109,20 @@ class ProxyHooks(CustomLogger):  # type: ignore[misc]
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
                                   call_type: Any) -> dict[str, Any]:
         policy = self.policy
-        if policy is None:
-            return data
-        if str(call_type) == "pass_through_endpoint":
+        kind = str(call_type)
+        if kind == PASS_THROUGH:
             # /openai/..., /gemini/... forward to a provider with the stack's own keys, past
             # the budget, the prices and the fallbacks: this bundle uses none of them.
             raise HTTPException(status_code=403, detail=(
                 "provider-fallback: pass-through routes are disabled; use /v1/chat/completions"
                 " with a model of the stack"))
-        if not isinstance(data.get("model"), str):
+        # An allow-list (held even without a watchdog config): a call type whose spend is not
+        # recorded would bill the provider past the cost log and the kill switch.
+        allowed = (policy.allowed_call_type(kind) if policy is not None
+                   else kind in RECORDED_CALL_TYPES)
+        if not allowed:
+            raise HTTPException(status_code=403, detail=call_type_refusal(kind))
+        if policy is None or not isinstance(data.get("model"), str):
             return data
         meta = data.setdefault("metadata", {})
         wish = data.get("cache")
@@ -157,13 +171,14 @@ class ProxyHooks(CustomLogger):  # type: ignore[misc]
                         tokens_in=int(slo.get("prompt_tokens") or 0),
                         tokens_out=int(slo.get("completion_tokens") or 0),
                         cost_usd=float(cost) if isinstance(cost, int | float) else 0.0)
-        policy.record(served, stale=stale)
-        if stale or meta.get(_NO_STORE) or kwargs.get("cache_hit"):
-            return
+        answer = None
         dump = getattr(response_obj, "model_dump", None)
-        if callable(dump) and kwargs.get("messages") is not None:
+        if (policy.cache is not None and not (stale or meta.get(_NO_STORE)
+                                              or kwargs.get("cache_hit"))
+                and callable(dump) and kwargs.get("messages") is not None):
             params = kwargs.get("optional_params") or {}
-            policy.remember(routed, kwargs.get("messages"), _extra(params), dump(), served_by)
+            answer = Answer(routed, kwargs.get("messages"), _extra(params), dump(), served_by)
+        policy.submit(served, stale=stale, answer=answer)
 
     async def async_post_call_response_headers_hook(
             self, data: dict[str, Any], user_api_key_dict: Any, response: Any,
@@ -219,6 +234,8 @@ class DegradedCacheLLM(CustomLLM):  # type: ignore[misc]
         call_id = (litellm_params or {}).get("litellm_call_id")
         age = answer.age_s(policy.clock())
         if call_id:
+            while len(_STALE) >= _STALE_MAX:
+                _STALE.pop(next(iter(_STALE)))
             _STALE[str(call_id)] = age
         log.warning("provider-fallback: every provider failed; served a stale answer to %s "
                     "(%.0f s old)", routed, age)

@@ -6,9 +6,16 @@ watchdog's rendered config (``PROVIDER_FALLBACK_CONFIG``, which render puts in t
 config's ``environment_variables``), so the proxy and the watchdog share one set of paths,
 prices, budget and allow-list.
 
-- :meth:`record` (success callback): one cost-log line per request, the month's running total,
+- :meth:`submit` (success callback): one cost-log line per request, the month's running total,
   and the kill switch decided right after the request that crossed the budget; a good answer
-  is kept for degraded mode.
+  is kept for degraded mode. The callback runs on LiteLLM's event loop, so it only builds the
+  record and queues it: the file work is done by one worker thread (:mod:`monitoring.proxy_io`)
+  in batches. The month's spend is a running sum (what the cost log on disk holds, read
+  incrementally by :class:`~monitoring.cost_log.MonthTotal`, plus what is queued), never a
+  list of records. A request that crosses the budget turns the switch on in memory at once,
+  before the worker has written anything, so the next request is already substituted.
+- :meth:`allowed_call_type` (pre-call hook): only the call types whose spend this bundle
+  records and whose model the kill switch can substitute reach a provider.
 - :meth:`substitute` (pre-call hook): while the kill switch is on, a paid model name is served
   by a free one of the allow-list (its own fallback chain's first free model, else the first
   free model of the allow-list), and :meth:`allowed_deployments` keeps the router from ever
@@ -20,16 +27,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring.cost_log import DEGRADED_MODEL, CostLedger, CostRecord, append_record, month_of
+from monitoring.atomic import FileStamp, stamp
+from monitoring.cost_log import (
+    DEGRADED_MODEL,
+    CostRecord,
+    MonthTotal,
+    append_records,
+    month_of,
+)
 from monitoring.degraded_cache import CachedAnswer, DegradedCache, request_key
 from monitoring.events import EventLog
-from monitoring.kill_switch import KillSwitch
+from monitoring.kill_switch import KillSwitch, decide
+from monitoring.proxy_io import ProxyIO
 from monitoring.select import cost_order, cost_table
 from monitoring.watchdog_config import WatchdogConfig
 
@@ -45,7 +61,32 @@ ALL_DOWN_MESSAGE: Final = ("All providers are down (every model of the fallback 
                            "and no cached answer to this request is available: degraded mode, "
                            "try again later")
 
+#: LiteLLM call types (the pre-call hook's ``call_type``) that may reach a provider: those whose
+#: spend the success callback records at the stack's prices and whose model the kill switch
+#: substitutes (chat, text completions, embeddings, the Responses API, Anthropic messages;
+#: LiteLLM names some with and some without the ``a`` of its async functions). Everything else
+#: (files, batches, realtime secrets, containers, vector stores, moderations, images, audio,
+#: fine-tuning...) is refused with 403 unless stack.yaml's ``litellm.open_call_types`` opens it:
+#: those routes bill the provider behind the cost log's back (issue 12, H2).
+RECORDED_CALL_TYPES: Final = frozenset({
+    "completion", "acompletion", "text_completion", "atext_completion", "embeddings",
+    "aembedding", "responses", "aresponses", "anthropic_messages"})
+#: Past this many queued jobs (a stalled disk), answers are no longer queued for the degraded
+#: cache (each may hold a long conversation); cost-log records always are (~300 B each).
+MAX_BACKLOG_WITH_ANSWERS: Final = 1000
+#: Never opened, whatever stack.yaml says: refused by its own hook rule (see litellm_hooks).
+PASS_THROUGH: Final = "pass_through_endpoint"  # noqa: S105 (a call type, not a password)
+
 Clock = Callable[[], datetime]
+
+
+def call_type_refusal(call_type: str) -> str:
+    """The 403's message for a call type that is not allowed."""
+    return (f"provider-fallback: {call_type} requests are disabled on this proxy: their spend "
+            "would not be recorded and the budget kill switch would not apply to them. Use "
+            "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses or "
+            "/v1/messages, or open the call type on purpose in stack.yaml "
+            f"(litellm.open_call_types: [{call_type}]) and deploy again")
 
 
 def utc_now() -> datetime:
@@ -54,6 +95,23 @@ def utc_now() -> datetime:
 
 class KillSwitchBlockedError(Exception):
     """A paid model was asked for while the kill switch is on and no free model can serve."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A good answer to keep for degraded mode (stored by the worker)."""
+
+    model: str
+    messages: Any
+    extra: dict[str, Any]
+    response: dict[str, Any]
+    served_by: str
+
+
+@dataclass(frozen=True)
+class _Job:
+    record: CostRecord | None  # None: only read the month's total (at start-up)
+    answer: Answer | None = None
 
 
 @dataclass(frozen=True)
@@ -88,13 +146,26 @@ class ProxyPolicy:
         events = EventLog.from_config(config, clock=clock)
         self.kill = KillSwitch(config, home=home, events=events)
         degraded = config.degraded
-        self.cache = (DegradedCache(degraded.cache_dir, degraded.ttl_s)
+        self.cache = (DegradedCache(degraded.cache_dir, degraded.ttl_s,
+                                    max_entries=degraded.max_entries,
+                                    max_bytes=degraded.max_bytes)
                       if degraded is not None and degraded.enabled else None)
         self.degraded_model = degraded.model if degraded is not None else DEGRADED_MODEL
-        self.ledger = CostLedger(config.paths.cost_log)
-        self._month: str | None = None
-        self._month_spend = 0.0
-        self._seen = 0
+        self.open_call_types = frozenset(config.proxy.open_call_types)
+        self.spend = MonthTotal(config.paths.cost_log)
+        #: Guards the three fields below, shared by the event loop and the worker.
+        self._lock = threading.Lock()
+        #: Cost of the records queued and not yet counted from the disk.
+        self._pending = 0.0
+        #: This month's total on disk as the worker last read it, and the file's stamp then:
+        #: (month, USD, stamp); None at first. A file changed since (rotated, removed) makes
+        #: it unknown until the worker reads it again.
+        self._on_disk: tuple[str, float, FileStamp] | None = None
+        #: The month in which a queued request crossed the budget (switch on in memory).
+        self._tripped: str | None = None
+        self.io: ProxyIO[_Job] = ProxyIO(self._process)
+        # The worker's first job: read this month's total from the disk, off the event loop.
+        self.io.put(_Job(None))
 
     @classmethod
     def from_env(cls) -> ProxyPolicy | None:
@@ -106,25 +177,18 @@ class ProxyPolicy:
             return None
         return cls(WatchdogConfig.load(path))
 
+    # -- call types
+
+    def allowed_call_type(self, call_type: str) -> bool:
+        return call_type in RECORDED_CALL_TYPES or (
+            call_type != PASS_THROUGH and call_type in self.open_call_types)
+
     # -- spend
 
-    def month_spend(self, month: str) -> float:
-        """This month's spend from the cost log, reading only the lines added since the last
-        call (the whole file again after a rotation or a new month)."""
-        new = self.ledger.refresh()
-        records = self.ledger.records
-        if self._month != month or self._seen != len(records) - len(new):
-            # Only this month's records are kept: a long-running proxy stays small.
-            self.ledger.records = [r for r in records if r.month == month]
-            self._month = month
-            self._month_spend = sum(r.cost_usd for r in self.ledger.records)
-        else:
-            self._month_spend += sum(r.cost_usd for r in new if r.month == month)
-        self._seen = len(self.ledger.records)
-        return self._month_spend
-
-    def record(self, served: Served, *, stale: bool = False) -> CostRecord:
-        """Append the request to the cost log and decide the kill switch."""
+    def submit(self, served: Served, *, stale: bool = False,
+               answer: Answer | None = None) -> CostRecord:
+        """Queue the request's cost-log line (and its answer for degraded mode); decide in
+        memory whether it crossed the budget. Cheap: runs on LiteLLM's event loop."""
         now = self.clock()
         provider = ("degraded-cache" if stale else
                     self.config.models[served.served_by].provider
@@ -135,16 +199,72 @@ class ProxyPolicy:
                             cost_usd=0.0 if stale else max(served.cost_usd, 0.0),
                             fallback=served.served_by != served.routed, stale=stale)
         month = month_of(now)
-        append_record(self.config.paths.cost_log, record)
-        spend = self.month_spend(month)
-        if record.cost_usd > 0 or self.kill.state().month != month:
-            self.kill.update(spend, spend >= self.config.budget.exceeded_usd, now)
+        with self._lock:
+            self._pending += record.cost_usd
+            known = self._on_disk
+            if (record.cost_usd > 0 and known is not None and known[0] == month
+                    and stamp(self.config.paths.cost_log) == known[2]):
+                spend = known[1] + self._pending
+                if spend >= self.config.budget.exceeded_usd:
+                    new, _ = decide(self.kill.state(), month, spend, True, now)
+                    if new.active:
+                        self._tripped = month
+        if answer is not None and self.io.backlog > MAX_BACKLOG_WITH_ANSWERS:
+            answer = None  # the disk is slower than the requests: keep memory bounded
+        self.io.put(_Job(record, answer))
         return record
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is on disk (tests, shutdown)."""
+        return self.io.flush(timeout)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        """The worker's batch: the lines in one append, one budget decision, the answers."""
+        records = [job.record for job in jobs if job.record is not None]
+        now = self.clock()
+        month = month_of(now)
+        batch_cost = sum(r.cost_usd for r in records)
+        in_month = [r for r in records if r.month == month]
+        try:
+            size = append_records(self.config.paths.cost_log, records)
+        except OSError as exc:
+            log.error("provider-fallback: cannot append %d lines to the cost log %s: %s",
+                      len(records), self.config.paths.cost_log, exc)
+            size = -1  # never matches a file size: the total is read from the disk
+        total = self.spend.refresh(month, (size, sum(r.cost_usd for r in in_month),
+                                           len(in_month)))
+        with self._lock:
+            self._pending = max(0.0, self._pending - batch_cost)
+            self._on_disk = (month, total, stamp(self.config.paths.cost_log))
+        if batch_cost > 0 or self.kill.state().month != month:
+            self.kill.update(total, total >= self.config.budget.exceeded_usd, now)
+        with self._lock:
+            if self._pending < 1e-12:  # the file now holds every decision made in memory
+                self._tripped = None
+        self._remember(job.answer for job in jobs)
+
+    def _remember(self, answers: Iterable[Answer | None]) -> None:
+        if self.cache is None:
+            return
+        now = self.clock()
+        latest: dict[str, Answer] = {}  # one write per request in a batch: the last answer
+        for answer in answers:
+            if answer is not None and answer.served_by != self.degraded_model:
+                latest[request_key(answer.model, answer.messages, answer.extra)] = answer
+        for key, answer in latest.items():
+            self.cache.store(key, answer.response, model=answer.model,
+                             served_by=answer.served_by, now=now)
 
     # -- kill switch
 
     def kill_switch_active(self) -> bool:
-        return self.kill.state().active_in(month_of(self.clock()))
+        """On in the file, or on in memory since a queued request crossed the budget (unless
+        ``budget reset`` released it by hand this month)."""
+        month = month_of(self.clock())
+        state = self.kill.state()
+        if state.active_in(month):
+            return True
+        return self._tripped == month and not (state.month == month and state.released_by_hand)
 
     def substitute(self, model: str) -> str | None:
         """The free model serving ``model`` while the kill switch is on; None when no change.
@@ -178,12 +298,6 @@ class ProxyPolicy:
         return [d for d in deployments if _model_name(d, requested) not in self.paid]
 
     # -- degraded mode
-
-    def remember(self, model: str, messages: Any, extra: dict[str, Any],
-                 response: dict[str, Any], served_by: str) -> None:
-        if self.cache is not None and served_by != self.degraded_model:
-            self.cache.store(request_key(model, messages, extra), response, model=model,
-                             served_by=served_by, now=self.clock())
 
     def degraded_answer(self, model: str, messages: Any,
                         extra: dict[str, Any]) -> CachedAnswer | None:

@@ -415,6 +415,9 @@ class ErrorPolicies(Strict):
 class Cache(Strict):
     enabled: bool
     ttl: Duration
+    #: Bounds of the degraded-mode cache (the oldest stored answers are evicted first).
+    max_entries: PositiveCount = 1000
+    max_megabytes: Annotated[float, Field(gt=0, le=65536)] = 32
 
 
 class LiteLLM(Strict):
@@ -428,6 +431,9 @@ class LiteLLM(Strict):
     cache: Cache
     models: dict[Slug, Model] = Field(min_length=1)
     fallbacks: dict[Slug, list[Slug]]
+    #: LiteLLM call types opened on purpose beside the ones whose spend is recorded (the proxy
+    #: refuses every other one with 403: monitoring/proxy_policy.py RECORDED_CALL_TYPES).
+    open_call_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z_]*$", max_length=64)]] = []
 
 
 # --------------------------------------------------------------------------- failover targets

@@ -36,6 +36,8 @@ class ProxySpec(_Model):
     windows_task: str | None
     #: Restarts the proxy where a script owns it (Windows: manage-litellm.ps1 -Action restart).
     restart_command: list[str] | None = None
+    #: LiteLLM call types opened on purpose beside the recorded ones (monitoring.proxy_policy).
+    open_call_types: list[str] = []
 
 
 class ProviderSpec(_Model):
@@ -137,6 +139,9 @@ class DegradedSpec(_Model):
     model: str
     ttl_s: float
     cache_dir: str
+    #: Bounds of the cache (monitoring/degraded_cache.py has the eviction rule).
+    max_entries: int = 1000
+    max_bytes: int = 32 * 1024 * 1024
 
 
 class WindowsEvents(_Model):

@@ -154,6 +154,9 @@ class Wheelhouse:
     pins: tuple[Pin, ...]
     project_wheel: str
     project_sha256: str
+    #: The tar's own SHA256: checked on the host (as root) before it is unpacked, since an
+    #: upload through sudo passes a predictable /tmp name on the way (issue 12, M2).
+    tar_sha256: str = ""
 
     def desired(self) -> dict[str, str]:
         """{distribution: version} the venv must hold (our wheel included)."""
@@ -373,7 +376,7 @@ def _build(key: str, pins: Sequence[Pin], platforms: Sequence[str],
         for old in house.glob("bundle-*.tar"):  # one 170 MB tar per watchdog build otherwise
             if old != tar:
                 old.unlink()
-    return Wheelhouse(key, tar, tuple(pins), f"project/{wheel.name}", wheel_sha)
+    return Wheelhouse(key, tar, tuple(pins), f"project/{wheel.name}", wheel_sha, _sha256(tar))
 
 
 #: A Windows host with python.org's CPython 3.11 (the stack's ``windows.python``), 64-bit.

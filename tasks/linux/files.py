@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyinfra.api.operation import OperationMeta
 
+from monitoring.layout import layout
 from monitoring.stack import Stack
 from tasks.linux.operations import put_bytes
 from tasks.render.common import Artifact, Rendered
@@ -22,10 +23,17 @@ def validator(rel: str) -> str | None:
     return VALIDATORS.get(rel)
 
 
+#: Debian's Prometheus and Alertmanager run as this user and group.
+PROMETHEUS_GROUP = "prometheus"
+
+
 def owner(stack: Stack, artifact: Artifact) -> tuple[str, str]:
     """(user, group) of a file on the host. Under the bundle's config dir: root and the
     service group (the services read it, only root writes it); secrets root-only (systemd
-    and the init script read them as root); anything else root's, as Debian expects."""
+    and the init script read them as root); alertmanager.yml root:prometheus (render makes it
+    0640: a webhook URL may hold a token); anything else root's, as Debian expects."""
+    if artifact.dest == layout(stack, "linux").alertmanager_config:
+        return "root", PROMETHEUS_GROUP
     in_config = artifact.dest.startswith(stack.linux.config_dir.rstrip("/") + "/")
     return "root", stack.linux.group if in_config and not artifact.secret else "root"
 

@@ -5,6 +5,7 @@ calls ``host.noop`` when there is none.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import hashlib
 import io
@@ -29,13 +30,28 @@ def _mode_digits(mode: int) -> int:
     return int(f"{mode:o}")
 
 
+def stdin_write(path: str, data: bytes) -> StringCommand:
+    """A command writing ``data`` to ``path`` from its standard input (base64), 0600 from the
+    first byte, with no file anywhere else.
+
+    pyinfra's upload with ``_sudo`` (an SSH user that is not root) goes through
+    ``/tmp/pyinfra-<sha1 of the destination>``: a name anyone can predict and pre-create, made
+    with the SSH user's umask, read by ``sudo cp`` a moment later (issue 12, M2). Over stdin
+    the bytes go from the controller straight into the root-written file.
+    """
+    return StringCommand(f"(umask 077 && rm -f {shlex.quote(path)} && "
+                         f"base64 -d > {shlex.quote(path)})",
+                         _stdin=base64.b64encode(data).decode("ascii"))
+
+
 @operation()
 def put_bytes(data: bytes, dest: str, user: str = "root", group: str = "root",
               mode: int = 0o644, validate: str | None = None) -> Commands:
     """Put ``data`` at ``dest`` atomically, validated first when ``validate`` is given.
 
     Unlike ``files.put`` it never prints the content (``--diff`` included): secrets go
-    through here. A new or changed file is uploaded beside ``dest``, given its owner and
+    through here. The bytes travel on the command's stdin (:func:`stdin_write`), never
+    through a file in /tmp. A new or changed file is uploaded beside ``dest``, given its owner and
     mode, checked with ``validate`` (a command with ``{path}``, e.g. ``promtool check config
     {path}``) and renamed over ``dest``; a file that fails validation is removed and the
     live one stays as it was. Same content: only owner and mode are corrected.
@@ -47,12 +63,7 @@ def put_bytes(data: bytes, dest: str, user: str = "root", group: str = "root",
     if not info or host.get_fact(Sha256File, path=dest) != want:
         staged = f"{dest}.pf-new"
         q_staged, q_dest = shlex.quote(staged), shlex.quote(dest)
-        if not mode & 0o077:
-            # A user-only file (the secrets) is user-only from its first byte: the upload
-            # overwrites this empty 0600 file and keeps its mode.
-            yield f"install -m {mode:o} /dev/null {q_staged}"
-        yield FileUploadCommand(io.BytesIO(data), staged,
-                                remote_temp_filename=host.get_temp_filename(staged))
+        yield stdin_write(staged, data)
         yield f"chown {shlex.quote(user)}:{shlex.quote(group)} {q_staged}"
         yield f"chmod {mode:o} {q_staged}"
         if validate:
@@ -111,6 +122,11 @@ def venv_from_wheelhouse(venv: str, python: str, wheelhouse: Wheelhouse,
     yield f"mkdir -p {shlex.quote(staging_dir)} && chmod 700 {shlex.quote(staging_dir)}"
     yield FileUploadCommand(str(wheelhouse.tar), tar,
                             remote_temp_filename=host.get_temp_filename(tar))
+    # Through sudo the tar passed a predictable /tmp name: unpack only the bytes we built.
+    q_tar = shlex.quote(tar)
+    yield (f"echo {wheelhouse.tar_sha256}'  '{q_tar} | sha256sum -c --quiet - || "
+           f"{{ rm -f {q_tar}; echo 'the wheelhouse changed on its way to the host' >&2; "
+           "exit 1; }")
     yield f"rm -rf {stage} && mkdir -p {stage} && tar -xf {shlex.quote(tar)} -C {stage}"
     yield (f"{pip} install --quiet --disable-pip-version-check --no-index --no-deps "
            f"--require-hashes --find-links {stage}/wheels -r {stage}/requirements.txt")
@@ -149,8 +165,7 @@ def ini_values(path: str, section: str, values: dict[str, str], mode: int = 0o64
         host.noop(f"{path} already sets {section} {values}")
         return
     staged = f"{path}.pf-new"
-    yield FileUploadCommand(io.BytesIO(merged.encode()), staged,
-                            remote_temp_filename=host.get_temp_filename(staged))
+    yield stdin_write(staged, merged.encode())
     yield f"chmod {mode:o} {shlex.quote(staged)} && mv -f {shlex.quote(staged)} {shlex.quote(path)}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from monitoring.layout import Layout, TargetOS, layout
+from monitoring.layout import Layout, TargetOS, host_env_names, layout
 from monitoring.stack import Stack
 from monitoring.stack_checks import Problem
 from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows, workflow
@@ -39,8 +39,9 @@ def secrets_file(stack: Stack, lay: Layout, secrets: Mapping[str, str]) -> Rende
     if lay.secrets_env is None:
         return {}
     lines = ["# Secrets for provider-fallback, written by the deploy. Mode 0600: keep it so."]
-    lines += [env_file_line(name, secrets[name])
-              for name in stack.secret_env_names() if secrets.get(name)]
+    # Under the host's names (provider keys PF_-prefixed: monitoring.layout.host_env_names).
+    lines += [env_file_line(host_name, secrets[name])
+              for name, host_name in host_env_names(stack).items() if secrets.get(name)]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     return {SECRETS_REL: Artifact(data, lay.secrets_env, mode=0o600, secret=True)}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import Layout
+from monitoring.layout import Layout, host_env_name
 from monitoring.stack import Stack
 from monitoring.stack_checks import MAX_FALLBACKS
 from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
@@ -80,7 +80,7 @@ def config(stack: Stack, lay: Layout | None = None) -> dict[str, Any]:
             "litellm_params": {
                 "model": f"openai/{model.upstream_model}",
                 "api_base": model.api_base,
-                "api_key": f"os.environ/{model.api_key_env}",
+                "api_key": f"os.environ/{host_env_name(stack, model.api_key_env)}",
                 # /v1/responses (Codex) is answered by LiteLLM over the upstream's chat
                 # endpoint: an openai/ deployment would otherwise be forwarded to
                 # <api_base>/responses, which Gemini's OpenAI endpoint does not serve.

@@ -60,7 +60,9 @@ def artifacts(stack: Stack, lay: Layout) -> Rendered:
         PROMETHEUS_REL: Artifact(
             dump_yaml(prometheus_config.build(stack, lay), HEADER), lay.prometheus_config),
         RULES_REL: Artifact(dump_yaml(rules.build(stack), HEADER), lay.prometheus_rules),
-        ALERTMANAGER_REL: Artifact(_alertmanager_yaml(stack, lay), lay.alertmanager_config),
+        # 0640 root:prometheus on Linux (tasks/linux/files.py): a webhook URL may carry a token.
+        ALERTMANAGER_REL: Artifact(_alertmanager_yaml(stack, lay), lay.alertmanager_config,
+                                   mode=0o640 if lay.os == "linux" else 0o644),
     }
     if lay.prometheus_defaults and lay.alertmanager_defaults:  # Debian's, so Linux only
         out[DEFAULT_PROMETHEUS_REL] = Artifact(

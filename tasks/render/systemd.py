@@ -11,7 +11,7 @@ supervises the proxy itself (its process backend), as DESIGN.md decides.
 
 from __future__ import annotations
 
-from monitoring.layout import PROXY_ENV, Layout, proxy_command, watchdog_command
+from monitoring.layout import Layout, proxy_command, proxy_env, watchdog_command
 from monitoring.recovery import PROXY_PID_FILE
 from monitoring.stack import Stack
 from tasks.render.common import Artifact, Rendered, template
@@ -26,7 +26,7 @@ def artifacts(stack: Stack, lay: Layout) -> Rendered:
     common = {"user": lx.user, "group": lx.group, "secrets_env": lay.secrets_env,
               "state_dir": lay.state_dir, "log_dir": lay.log_dir}
     litellm_unit = template("linux/litellm.service.j2", version=stack.litellm.version,
-                            env=PROXY_ENV, command=proxy_command(stack, lay), **common)
+                            env=proxy_env(stack), command=proxy_command(stack, lay), **common)
     watchdog_unit = template("linux/watchdog.service.j2", litellm_unit=lx.units.litellm,
                              command=watchdog_command(lay), **common)
     init_name = lx.units.watchdog.removesuffix(".service")

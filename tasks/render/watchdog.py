@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from monitoring import metrics
 from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import PROXY_ENV, Layout, proxy_command
+from monitoring.layout import Layout, host_env_name, proxy_command, proxy_env
 from monitoring.probes import PROXY_ROUTE
 from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
 from monitoring.watchdog_config import (
@@ -49,7 +49,8 @@ def _providers(stack: Stack) -> list[ProviderSpec]:
         seen = out.get(model.provider)
         models = [*seen.models, alias] if seen else [alias]
         out[model.provider] = ProviderSpec(name=model.provider, api_base=model.api_base,
-                                           api_key_env=model.api_key_env, models=models)
+                                           api_key_env=host_env_name(stack, model.api_key_env),
+                                           models=models)
     return list(out.values())
 
 
@@ -89,13 +90,14 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
             models=list(stack.litellm.models),
             config_path=lay.litellm_config,
             command=proxy_command(stack, lay),
-            env=dict(PROXY_ENV),
+            env=proxy_env(stack),
             systemd_unit=stack.linux.units.litellm if lay.os == "linux" else None,
             windows_task=(win.tasks.folder + win.tasks.litellm) if lay.os == "windows" else None,
             restart_command=[windows.POWERSHELL, "-NoProfile", "-NonInteractive",
                              "-ExecutionPolicy", "Bypass", "-File",
                              windows.manage_script_path(lay), "-Action", "restart"]
             if lay.os == "windows" else None,
+            open_call_types=list(stack.litellm.open_call_types),
         ),
         providers=_providers(stack),
         models={alias: ModelPrice(provider=m.provider, upstream_model=m.upstream_model,
@@ -141,7 +143,9 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
         fallbacks={alias: list(chain) for alias, chain in stack.litellm.fallbacks.items()},
         degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
                               ttl_s=stack.litellm.cache.ttl,
-                              cache_dir=lay.state("degraded-cache")),
+                              cache_dir=lay.state("degraded-cache"),
+                              max_entries=stack.litellm.cache.max_entries,
+                              max_bytes=int(stack.litellm.cache.max_megabytes * 1024 * 1024)),
     )
 
 

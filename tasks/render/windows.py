@@ -69,11 +69,12 @@ from pathlib import PureWindowsPath
 from typing import Any
 
 from monitoring.layout import (
-    PROXY_ENV,
     Layout,
     alertmanager_command,
+    host_env_names,
     prometheus_command,
     proxy_command,
+    proxy_env,
     watchdog_command,
 )
 from monitoring.stack import Stack
@@ -334,8 +335,9 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
         health_url=f"{stack.litellm.listen.url}/health/liveliness",
         task_folder=tasks.folder.rstrip("\\") or "\\",
         task_name=tasks.litellm,
-        proxy_env=PROXY_ENV,
-        secret_names=stack.secret_env_names(),
+        proxy_env=proxy_env(stack),
+        secret_names=list(host_env_names(stack).values()),
+        default_key_names=[n for n, h in host_env_names(stack).items() if n != h],
         start_timeout=START_TIMEOUT_S,
         stop_timeout=STOP_TIMEOUT_S,
         probe_timeout_ms=PROBE_TIMEOUT_MS,

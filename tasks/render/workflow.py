@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.layout import Layout
+from monitoring.layout import Layout, host_env_names
 from monitoring.stack import Stack
 from tasks.render.common import Artifact, Rendered, dump_yaml
 
@@ -49,10 +49,11 @@ def build(stack: Stack, lay: Layout) -> dict[str, Any]:
             "runs-on": list(RUNNER_LABELS),
             "timeout-minutes": 30,
             # `check` probes with the keys (and the master key) from the environment: the
-            # repository's secrets of the same names, never written into the workflow.
+            # repository's secrets of the stack's names, under the names the host's services
+            # use (PF_GROQ_API_KEY...), never written into the workflow.
             "env": {"PROVIDER_FALLBACK_CONFIG": config,
-                    **{name: f"${{{{ secrets.{name} }}}}"
-                       for name in stack.secret_env_names()}},
+                    **{host: f"${{{{ secrets.{name} }}}}"
+                       for name, host in host_env_names(stack).items()}},
             "steps": [
                 {"name": "Pre-deployment health check (runbook 6.1)",
                  "run": f'"{cli}" check || echo "not every provider is healthy: deploying '

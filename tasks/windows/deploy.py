@@ -42,7 +42,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 
-from monitoring.layout import Layout, layout
+from monitoring.layout import Layout, host_env_names, layout
 from monitoring.proxy_policy import CONFIG_ENV
 from monitoring.stack import Stack
 from tasks.render.common import Rendered
@@ -246,8 +246,11 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
         wheel=str(PureWindowsPath(wheelhouse, inputs.project_wheel.name)),
         lock_sha256=file_sha256(inputs.lock), wheel_sha256=file_sha256(inputs.project_wheel))
 
-    for variable in stack.secret_env_names():
-        environment.user_variable(name=f"User variable {variable}", variable=variable)
+    # Under the host's names (provider keys PF_-prefixed, see monitoring.layout.host_env_names),
+    # each read from the controller's variable of the stack's name.
+    for variable, host_variable in host_env_names(stack).items():
+        environment.user_variable(name=f"User variable {host_variable}", variable=host_variable,
+                                  from_env=variable)
     # So `provider-fallback status` works in the user's shells without --config (its default
     # is the Linux path); the proxy's hooks read the same variable.
     environment.user_variable(name=f"User variable {CONFIG_ENV}", variable=CONFIG_ENV,

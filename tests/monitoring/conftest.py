@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import layout
+from monitoring.layout import host_env_name, layout
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
 from monitoring.watchdog_config import WatchdogConfig
@@ -152,7 +152,10 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         "paid": FakeUpstream(models=paid_models),
     }
     master_key = _key("sk-master-")
-    env = {**keys, base.litellm.master_key_env: master_key}
+    # The proxy and the watchdog see the provider keys under their host names
+    # (PF_GROQ_API_KEY...), as the deploy gives them (monitoring.layout.host_env_names).
+    env = {host_env_name(base, name): key for name, key in keys.items()}
+    env[base.litellm.master_key_env] = master_key
     port = free_port()
     with contextlib.ExitStack() as cleanup:
         for up in upstreams.values():

@@ -136,7 +136,7 @@ def test_a_rejected_provider_key_is_auth(live: LiveStack, how: str) -> None:
     if how == "fault":
         live.upstream("groq").set_fault(401)
     else:
-        env["GROQ_API_KEY"] = wrong  # the fake echoes it back, as OpenAI does
+        env["PF_GROQ_API_KEY"] = wrong  # the fake echoes it back, as OpenAI does
     result = run(live, lambda p: p.provider("groq"), env=env)
     assert (result.route, result.ok, result.status, result.error_class) == (
         "groq", False, 401, ErrorClass.AUTH)
@@ -145,14 +145,14 @@ def test_a_rejected_provider_key_is_auth(live: LiveStack, how: str) -> None:
     prober = Prober.from_config(live.config, env=env)
     d = diagnose(ErrorClass.AUTH, prober.diagnosis_inputs(result, provider_ok=False))
     assert [c.ok for c in d.checks] == [True, False]
-    assert "groq rejects the key in GROQ_API_KEY" in d.summary
+    assert "groq rejects the key in PF_GROQ_API_KEY" in d.summary
 
 
 def test_an_unset_provider_key_is_auth_and_nothing_is_sent(live: LiveStack) -> None:
-    env = {k: v for k, v in live.env.items() if k != "OPENROUTER_API_KEY"}
+    env = {k: v for k, v in live.env.items() if k != "PF_OPENROUTER_API_KEY"}
     result = run(live, lambda p: p.provider("openrouter"), env=env)
     assert (result.ok, result.error_class) == (False, ErrorClass.AUTH)
-    assert result.message == "OPENROUTER_API_KEY is not set"
+    assert result.message == "PF_OPENROUTER_API_KEY is not set"
     assert live.upstream("openrouter").requests == []
 
 
@@ -306,7 +306,8 @@ def test_the_completion_probe_runs_only_when_enabled_and_skips_the_cache(
 
 
 def test_no_probe_result_ever_holds_a_key(live: LiveStack) -> None:
-    wrong = {"GROQ_API_KEY": "gsk_" + "7d" * 22, "OPENROUTER_API_KEY": "sk-or-v1-" + "5c" * 22,
+    wrong = {"PF_GROQ_API_KEY": "gsk_" + "7d" * 22,
+             "PF_OPENROUTER_API_KEY": "sk-or-v1-" + "5c" * 22,
              "LITELLM_MASTER_KEY": "sk-" + "3b" * 22}
     env = {**live.env, **wrong}
     live.upstreams["paid"].set_fault(401)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.layout import PROXY_ENV
+from monitoring.layout import CORS_ORIGINS_ENV, PROXY_ENV
 from tests.support.cached_build import built_once
 
 #: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
@@ -95,7 +95,8 @@ class ProxyProcess:
                 [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
                  str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=self.config.parent,
-                env={**os.environ, **PROXY_ENV, "PYTHONPATH": str(REPO), **self.env},
+                env={**os.environ, **PROXY_ENV, CORS_ORIGINS_ENV: self.url,
+                     "PYTHONPATH": str(REPO), **self.env},
                 stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_until_live(self.url, self.process, deadline_s)

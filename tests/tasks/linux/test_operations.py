@@ -5,6 +5,7 @@ operation yields, or ``noop: true``. Every operation has a no-op case."""
 
 from __future__ import annotations
 
+import base64
 import configparser
 import hashlib
 from collections.abc import Callable
@@ -17,7 +18,10 @@ import yaml
 from pyinfra.api.command import FileUploadCommand, PyinfraCommand, StringCommand
 from pyinfra.context import ctx_host
 
+from monitoring.stack_load import load_stack
 from tasks.linux import firewall, operations
+from tasks.linux.files import owner
+from tasks.render import render
 from tasks.wheelhouse import Pin, Wheelhouse
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -52,9 +56,19 @@ class CaseHost:
         return "/tmp/pyinfra-temp"
 
 
+#: What each stdin_write command of the last case carried, decoded.
+SENT_ON_STDIN: list[bytes] = []
+
+
 def _describe(command: str | PyinfraCommand) -> str | dict[str, str]:
     if isinstance(command, FileUploadCommand):
         return {"upload": command.dest}
+    if isinstance(command, StringCommand) and "_stdin" in command.connector_arguments:
+        # The bytes travel on stdin (base64), never through a file in /tmp (issue 12, M2).
+        SENT_ON_STDIN.append(base64.b64decode(str(command.connector_arguments["_stdin"])))
+        raw = str(command.get_raw_value())
+        assert raw.startswith("(umask 077 && rm -f "), raw
+        return {"stdin": raw.rsplit("> ", 1)[1].rstrip(")")}
     if isinstance(command, StringCommand):
         return str(command.get_raw_value())
     return str(command).strip()
@@ -67,7 +81,7 @@ def _args(op: str, args: dict[str, Any]) -> dict[str, Any]:
         wh = args["wheelhouse"]
         args["wheelhouse"] = Wheelhouse(
             key=wh["key"], tar=Path(wh["tar"]), project_wheel=wh["project_wheel"],
-            project_sha256=wh["project_sha256"],
+            project_sha256=wh["project_sha256"], tar_sha256=wh.get("tar_sha256", ""),
             pins=tuple(Pin(name, version, ("sha256:00",)) for name, version in wh["pins"].items()))
     return args
 
@@ -85,10 +99,13 @@ def test_operation_case(path: Path) -> None:
         facts["Sha256File"] = {k: hashlib.sha256(v.encode()).hexdigest() if isinstance(v, str)
                                else v for k, v in facts["Sha256File"].items()}
     host = CaseHost(facts)
+    SENT_ON_STDIN.clear()
     with ctx_host.use(host):
         inner = op._inner  # type: ignore[attr-defined]
         commands = [_describe(c) for c in inner(**_args(path.parent.name, case["args"]))]
     assert commands == [c.strip() if isinstance(c, str) else c for c in case.get("commands", [])]
+    if SENT_ON_STDIN and path.parent.name == "put_bytes":
+        assert [case["args"]["data"]] == SENT_ON_STDIN
     if case.get("noop"):
         assert not commands
         assert host.noops, "a no-op must say why (host.noop)"
@@ -113,3 +130,11 @@ def test_merged_ini_keeps_the_users_keys_and_sections() -> None:
     assert dict(back["boot"]) == {"systemd": "true", "command": "x"}
     assert dict(back["network"]) == {"generateResolvConf": "false"}
     assert operations.merged_ini(merged, "boot", {"systemd": "true"}) is None
+
+
+def test_alertmanager_yml_is_readable_by_alertmanager_only() -> None:
+    """Issue 12, M3: a webhook URL (and its token) is not for every local user."""
+    stack = load_stack(Path(__file__).resolve().parents[3] / "inventory" / "stack.yaml")
+    artifact = render(stack, "linux")["alertmanager/alertmanager.yml"]
+    assert artifact.mode == 0o640
+    assert owner(stack, artifact) == ("root", "prometheus")

@@ -101,7 +101,7 @@ def test_the_sysvinit_script_is_valid_sh_and_holds_no_secret(tmp_path: Path) -> 
     assert script.dest == "/etc/init.d/" + stack.linux.units.watchdog.removesuffix(".service")
     text = script.data.decode()
     assert key not in text
-    assert f". {rendered['secrets/secrets.env'].dest}" in text
+    assert f"sh {rendered['secrets/secrets.env'].dest} " in text  # sourced by a clean shell
     path = tmp_path / "init"
     path.write_bytes(script.data)
     checked = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True,

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitoring.layout import PROXY_ENV, Layout, layout, proxy_command, watchdog_command
+from monitoring.layout import (
+    Layout,
+    host_env_names,
+    layout,
+    proxy_command,
+    proxy_env,
+    watchdog_command,
+)
 from monitoring.stack import Stack, prom_duration
 from monitoring.stack_load import StackError, parse_stack
 from tasks.render import render, windows
@@ -206,8 +213,11 @@ def test_manage_script_runs_the_exact_proxy_command(
     command = proxy_command(stack, windows_layout)
     assert values["Python"] == [command[0]]
     assert [split_cmdline(v) for v in values["ProxyArguments"]] == [command[1:]]
-    assert values["ProxyEnvironment"] == [x for kv in PROXY_ENV.items() for x in kv]
-    assert values["SecretNames"] == stack.secret_env_names()
+    assert values["ProxyEnvironment"] == [x for kv in proxy_env(stack).items() for x in kv]
+    assert values["SecretNames"] == list(host_env_names(stack).values())
+    assert "PF_GROQ_API_KEY" in values["SecretNames"]
+    assert values["DefaultKeyNames"] == [n for n, h in host_env_names(stack).items() if n != h]
+    assert "GROQ_API_KEY" in values["DefaultKeyNames"]
     assert windows_layout.litellm_config in values["ProxyMarkers"]
 
 
@@ -228,7 +238,8 @@ def test_manage_script_probes_liveliness_never_health(win: Rendered, stack: Stac
     data = script(win, "manage-litellm.ps1")
     listen = stack.litellm.listen
     urls = [s.value for s in verbatim_strings(data) if "://" in s.value]
-    assert urls == [f"http://{listen.host}:{listen.port}/health/liveliness"]
+    origin = f"http://{listen.host}:{listen.port}"  # the proxy's CORS origin, not probed
+    assert sorted(urls) == [origin, f"{origin}/health/liveliness"]
     assert b"/health'" not in data
     assert b'/health"' not in data
 

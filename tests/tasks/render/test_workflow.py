@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.layout import Layout
+from monitoring.layout import Layout, host_env_names
 from monitoring.stack import Stack
 from tasks.render import workflow
 from tasks.render.common import Rendered
@@ -40,7 +40,9 @@ def test_steps_follow_the_runbook_and_the_stack(stack: Stack, linux_layout: Layo
     assert job["steps"][3]["run"] == f'"{linux_layout.watchdog_bin}" check'
     # The keys `check` probes with come from the repository's secrets, by name only.
     assert job["env"] == {"PROVIDER_FALLBACK_CONFIG": linux_layout.watchdog_config,
-                          **{n: "${{ secrets." + n + " }}" for n in stack.secret_env_names()}}
+                          **{h: "${{ secrets." + n + " }}"
+                             for n, h in host_env_names(stack).items()}}
+    assert job["env"]["PF_GROQ_API_KEY"] == "${{ secrets.GROQ_API_KEY }}"
 
 
 @needs_actionlint

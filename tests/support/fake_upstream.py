@@ -200,27 +200,11 @@ def chat_completion(model: str, messages: Sequence[Mapping[str, Any]], reply: st
 def embeddings(model: str, inputs: Any) -> dict[str, Any]:
     """A valid ``/embeddings`` answer (one 3-dimensional vector per input), with usage."""
     texts = inputs if isinstance(inputs, list) else [inputs]
-    tokens = sum(_tokens(str(t)) for t in texts)
+    used = sum(tokens(str(t)) for t in texts)
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
                      for i in range(len(texts))],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-
-
-def response(model: str, inputs: Any, reply: str, number: int) -> dict[str, Any]:
-    """A valid Responses API (``/responses``) answer, with usage, as OpenAI sends."""
-    prompt = inputs if isinstance(inputs, str) else json.dumps(inputs)
-    tokens_in, tokens_out = _tokens(prompt), _tokens(reply)
-    return {"id": f"resp_fake_{number}", "object": "response", "created_at": int(time.time()),
-            "status": "completed", "model": model, "error": None, "incomplete_details": None,
-            "output": [{"type": "message", "id": f"msg_fake_{number}", "status": "completed",
-                        "role": "assistant",
-                        "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-            "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out,
-                      "total_tokens": tokens_in + tokens_out,
-                      "input_tokens_details": {"cached_tokens": 0},
-                      "output_tokens_details": {"reasoning_tokens": 0}}}
+            "usage": {"prompt_tokens": used, "total_tokens": used}}
 
 
 def _stream_chunks(completion: dict[str, Any]) -> bytes:
@@ -620,11 +604,6 @@ class FakeUpstream:
             self._chat(h, body, model)
         elif method == "POST" and path in ("/v1/embeddings", "/embeddings") and model:
             h.send_json(200, embeddings(model, body.get("input")))
-        elif method == "POST" and path in ("/v1/responses", "/responses") and model:
-            with self._cond:
-                self._answered += 1
-                number = self._answered
-            h.send_json(200, response(model, body.get("input"), self.reply, number))
         else:
             h.send_json(404, {"error": {"message": f"no route {method} {path}", "param": None,
                                         "type": "invalid_request_error", "code": None}})

@@ -237,7 +237,8 @@ def switch_agents(
     home: StrPath | None = None,
 ) -> dict[str, SwitchResult]:
     """Switch every configured agent file; one result per agent name, failures included."""
-    return {a.name: switch_agent_file(a.path, settings, owned, home=home) for a in agents}
+    return {a.name: switch_agent_file(a.path or "", settings, owned, home=home)
+            for a in agents if a.path}
 
 
 _MISSING: Final = object()

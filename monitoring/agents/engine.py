@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -189,11 +190,15 @@ class AgentManager:
         values = self._values(adapter, endpoint, name)
         stamps: dict[Path, FileStamp] = {}
         try:
+            # Every file is planned before any is written: an agent is switched whole or not
+            # at all (a Gemini CLI with the new model but the old base URL would be worse).
+            for spec in adapter.files:
+                self._plan(paths[spec.role], spec.fmt, values.get(spec.role, []))
             for spec in adapter.files:
                 path = paths[spec.role]
-                changed = self._apply_file(name, path, spec.fmt, values.get(spec.role, []),
-                                           secret=spec.secret)
-                result.changed |= changed
+                result.changed |= self._apply_file(name, path, spec.fmt,
+                                                   values.get(spec.role, []),
+                                                   secret=spec.secret)
                 stamps[path] = stamp(path)
         except AgentFileError as exc:
             result.error = str(exc)
@@ -205,23 +210,31 @@ class AgentManager:
             result.restart = adapter.restart_hint
         return result
 
+    def _plan(self, path: Path, fmt: Any, values: list[tuple[Any, Any]]
+              ) -> tuple[FileStamp, bytes | None, str, str, bool]:
+        """(stamp, old bytes, old text, new text, BOM) for one file, or AgentFileError."""
+        seen, raw = _read(path)
+        if raw is not None:
+            _writable(path)
+        text, bom = _decode(path, raw) if raw is not None else (
+            fmt.new("\r\n" if self.os_name == "windows" else "\n"), False)
+        try:
+            if raw is not None:
+                fmt.check(text)
+            new = text
+            for key_path, value in values:
+                new = self._edit(fmt, new, key_path, value)
+        except FormatError as exc:
+            raise AgentFileError(f"{path} {exc}: fix it by hand; it is retried once "
+                                 "it parses") from None
+        if raw is None and self.os_name == "windows":  # a new file gets Windows line ends
+            new = re.sub(r"(?<!\r)\n", "\r\n", new)
+        return seen, raw, text, new, bom
+
     def _apply_file(self, name: str, path: Path, fmt: Any, values: list[tuple[Any, Any]],
                     *, secret: bool) -> bool:
         for _ in range(_RETRIES):
-            seen, raw = _read(path)
-            if raw is not None:
-                _writable(path)
-            text, bom = _decode(path, raw) if raw is not None else (
-                fmt.new("\r\n" if self.os_name == "windows" else "\n"), False)
-            try:
-                if raw is not None:
-                    fmt.check(text)
-                new = text
-                for key_path, value in values:
-                    new = self._edit(fmt, new, key_path, value)
-            except FormatError as exc:
-                raise AgentFileError(f"{path} {exc}: fix it by hand; it is retried once "
-                                     "it parses") from None
+            seen, raw, text, new, bom = self._plan(path, fmt, values)
             if raw is not None and new == text:
                 if secret:
                     self._private(path)

@@ -32,7 +32,8 @@ def test_jsonc_switch_and_restore_is_byte_identical(nl: str, user: str, other: s
     before = _jsonc_file(nl, user)
     switched = fmt.set(before, ("model",), other)
     assert fmt.get(switched, ("model",)) == other
-    assert "// the user's comment" in switched and "/* inline */" in switched
+    assert "// the user's comment" in switched
+    assert "/* inline */" in switched
     assert fmt.set(switched, ("model",), "pf-litellm/groq-70b") == before
 
 
@@ -87,7 +88,7 @@ def test_toml_switch_and_restore_is_byte_identical(nl: str, model: str, other: s
 
 
 @settings(max_examples=60, deadline=None)
-@given(_newline, st.from_regex(r"[a-z][a-z0-9/._:-]{0,20}", fullmatch=True),
+@given(_newline, st.from_regex(r"[a-z]([a-z0-9/._:-]{0,20}[a-z0-9])?", fullmatch=True),
        st.sampled_from(["", "'", '"']))
 def test_yaml_switch_and_restore_is_byte_identical(nl: str, other: str, quote: str) -> None:
     fmt = Yaml()

@@ -127,6 +127,7 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
         "crash_loop": bool(state.extra.get("crash_loop")),
         "budget": {**_budget(config, now)[0].to_json(),
                    "kill_switch_active": _budget(config, now)[1]},
+        "agents": state.extra.get("agents", []),
         "routes": {name: {"state": circuit_of(state.route(name)).label,
                           **state.route(name).model_dump(mode="json", exclude={"state"})}
                    for name in routes},
@@ -147,6 +148,14 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
     print(f"budget: {budget.level}, ${budget.spent:.2f} of ${budget.limit:.2f} this month "
           f"({budget.percent_used:.0f}%); kill switch {'ON' if kill else 'off'}; stale answers "
           f"served this month: {budget.stale_answers}")
+    for agent in summary["agents"] if isinstance(summary["agents"], list) else []:
+        if not isinstance(agent, dict):
+            continue
+        if agent.get("ok"):
+            hint = f" ({agent['restart']})" if agent.get("restart") else ""
+            print(f"agent {agent.get('agent')}: on {agent.get('target')}{hint}")
+        else:
+            print(f"agent {agent.get('agent')}: NOT switched: {agent.get('error')}")
     rows = [["ROUTE", "STATE", "CLASS", "LATENCY", "LAST OK", "LAST ERROR / DIAGNOSIS"]]
     for name in routes:
         route = state.route(name)

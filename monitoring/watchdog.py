@@ -118,6 +118,11 @@ class Watchdog:
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
         self.agents = agent_manager(config, home, env=prober.env)
+        # "restart your Codex session to follow" stays in status until the next switch.
+        seen = self.state.extra.get("agents")
+        self._restart_hints: dict[str, str] = {
+            str(a.get("agent")): str(a.get("restart") or "")
+            for a in (seen if isinstance(seen, list) else []) if isinstance(a, dict)}
         self.passive: ProbeResult | None = None
         # Budget and kill switch (runbook 9.1-9.3): the cost log the proxy writes, read
         # incrementally; the kill switch shared with the proxy through the provider config.
@@ -329,6 +334,10 @@ class Watchdog:
                                      error=f"{label} can speak to no usable target")
             else:
                 result = self.agents.apply(name, target)
+            if result.changed:
+                self._restart_hints[name] = result.restart
+            elif result.ok:
+                result.restart = self._restart_hints.get(name, "")
             results.append(result)
             if result.ok:
                 self._agent_errors.pop(name, None)

@@ -34,11 +34,11 @@ from monitoring.agents import adapter_for
 from monitoring.agents.base import UNSET, Adapter, Context, Default, Endpoint, Secret
 from monitoring.agents.formats import MISSING, FormatError, show
 from monitoring.atomic import (
-    ABSENT,
     FileChangedError,
     FileStamp,
     atomic_write,
     ensure_dir,
+    read_consistent,
     stamp,
 )
 from monitoring.watchdog_config import AgentSpec, TargetSpec
@@ -86,19 +86,13 @@ def _decode(path: Path, raw: bytes) -> tuple[str, bool]:
 
 
 def _read(path: Path) -> tuple[FileStamp, bytes | None]:
-    for _ in range(_RETRIES):
-        try:
-            with path.open("rb") as fh:
-                before = FileStamp.of(os.fstat(fh.fileno()))
-                raw = fh.read()
-        except FileNotFoundError:
-            return ABSENT, None
-        except OSError as exc:
-            raise AgentFileError(f"cannot read {path}: {exc.strerror or exc}: give the "
-                                 "watchdog's user read access") from None
-        if stamp(path) == before:
-            return before, raw
-    raise AgentFileError(f"{path} kept changing while it was read")
+    try:
+        return read_consistent(path, _RETRIES)
+    except FileChangedError:
+        raise AgentFileError(f"{path} kept changing while it was read") from None
+    except OSError as exc:
+        raise AgentFileError(f"cannot read {path}: {exc.strerror or exc}: give the "
+                             "watchdog's user read access") from None
 
 
 def _writable(path: Path) -> None:
@@ -227,6 +221,10 @@ class AgentManager:
         except FormatError as exc:
             raise AgentFileError(f"{path} {exc}: fix it by hand; it is retried once "
                                  "it parses") from None
+        except (ValueError, TypeError, KeyError) as exc:  # a key of ours holds the wrong type
+            raise AgentFileError(f"{path} does not have the shape {fmt.name} agents expect "
+                                 f"({exc}): fix it by hand; it is retried once it "
+                                 "does") from None
         if raw is None and self.os_name == "windows":  # a new file gets Windows line ends
             new = re.sub(r"(?<!\r)\n", "\r\n", new)
         return seen, raw, text, new, bom

@@ -147,6 +147,10 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                                      kill_switch=win.event_log.ids.kill_switch)
         if lay.os == "windows" else None,
         fallbacks={alias: list(chain) for alias, chain in stack.litellm.fallbacks.items()},
+        # Whose agents: on Linux the service account, whose home the deploy makes the state
+        # directory (so `provider-fallback agents` run by a person shows the files the
+        # watchdog really switches); on Windows the one user the tasks run as.
+        agent_home=lay.state_dir if lay.os == "linux" else None,
         degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
                               ttl_s=stack.litellm.cache.ttl,
                               cache_dir=lay.state("degraded-cache")),

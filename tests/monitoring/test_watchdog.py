@@ -108,8 +108,11 @@ async def test_the_proxy_stopped_is_the_runbooks_own_line(live: LiveStack,
     seed_agent_file(config)
     backend = RecordingBackend()
     async with running(config, live.env, backend) as dog:
+        # The target adopted from the agent files and a never-probed route look healthy at
+        # once: wait for the proxy to have answered, or its stop would count as a slow start.
         await until(lambda: dog.state.active_target == "litellm"
-                    and circuit_of(dog.state.route(PROXY_ROUTE)) is Circuit.HEALTHY, 20,
+                    and circuit_of(dog.state.route(PROXY_ROUTE)) is Circuit.HEALTHY
+                    and dog.state.route(PROXY_ROUTE).last_success is not None, 20,
                     "a healthy start")
         live.proxy.stop()
         try:

@@ -201,3 +201,14 @@ def test_a_missing_key_leaves_the_agent_unswitched(tmp_path: Path) -> None:
     assert result.error is not None
     assert "LITELLM_MASTER_KEY" in result.error
     assert not (tmp_path / ".gemini").exists()
+
+
+@pytest.mark.parametrize("text", ['{"provider": "openrouter"}\n',
+                                  '{"model": {"a": 1}, "provider": []}'])
+def test_a_file_of_the_wrong_shape_is_left_untouched(tmp_path: Path, text: str) -> None:
+    path = kilo_file(tmp_path)
+    path.write_text(text)
+    result = manager(tmp_path).apply("kilo-code", T["litellm"])
+    assert result.error is not None
+    assert "shape" in result.error or "not an object" in result.error
+    assert path.read_text() == text

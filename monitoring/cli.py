@@ -390,6 +390,7 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
     from monitoring.agents import ADAPTERS
 
     manager = agent_manager(config)
+    known = {**ADAPTERS, **{n: manager.adapter(n) for n in manager.specs if n not in ADAPTERS}}
     if action in ("release", "manage"):
         if name not in manager.specs:
             return _usage(f"{name!r} is not enrolled; one of: {', '.join(manager.specs)}")
@@ -407,10 +408,11 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
     last = {a.get("agent"): a for a in (raw if isinstance(raw, list) else [])
             if isinstance(a, dict)}
     rows = []
-    for key, adapter in ADAPTERS.items():
+    for key, adapter in known.items():
         enrolled = key in manager.specs
         row: dict[str, Any] = {
-            "agent": key, "label": adapter.label, "installed": adapter.installed(),
+            "agent": key, "label": adapter.label,
+            "installed": adapter.installed(home=manager.home),
             "enrolled": enrolled, "wire": adapter.wire, "live_reload": adapter.live_reload,
             "key": adapter.key_mechanism, "whose": str(manager.home),
             "traps": [t.__dict__ for t in adapter.traps(manager.home, os.environ,

@@ -114,7 +114,8 @@ class Adapter:
     files: tuple[FileSpec, ...]
     key_mechanism: str
     restart_hint: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Home-relative globs of the agent's IDE extension (installed without a program on PATH).
+    extension_globs: tuple[str, ...] = field(default_factory=tuple)
 
     # -- which targets ----------------------------------------------------------------
 
@@ -150,11 +151,15 @@ class Adapter:
                 return Path(home, *parts)
         return Path(home, *options[-1])
 
-    def installed(self, env: Mapping[str, str] | None = None) -> bool:
+    def installed(self, env: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
+        """A program of the agent on PATH, or (``extension_globs``) its IDE extension."""
         import shutil
 
         path = (env or os.environ).get("PATH")
-        return any(shutil.which(b, path=path) for b in self.binaries)
+        if any(shutil.which(b, path=path) for b in self.binaries):
+            return True
+        root = home or Path.home()
+        return any(any(root.glob(pattern)) for pattern in self.extension_globs)
 
     def traps(self, home: Path, env: Mapping[str, str], cwd: Path) -> list[Trap]:
         """Precedence traps visible from here (environment, project files)."""

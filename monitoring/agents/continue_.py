@@ -62,6 +62,7 @@ class Continue(Adapter):
 ADAPTER = Continue(
     name="continue", label="Continue", wire="openai-chat", live_reload=True,
     binaries=("cn",),
+    extension_globs=(".vscode/extensions/continue.continue-*",),
     files=(FileSpec("config", ((".continue", "config.yaml"),), Yaml()),),
     key_mechanism="${{ secrets.VAR }} (from ~/.continue/.env or the environment)",
 )

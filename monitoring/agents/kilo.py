@@ -68,7 +68,8 @@ class Kilo(OpenCodeFamily):
 
 ADAPTER = Kilo(
     name="kilo-code", label="Kilo Code", wire="openai-chat", live_reload=False,
-    binaries=("kilo", "code"),
+    binaries=("kilo",),
+    extension_globs=(".vscode/extensions/kilocode.kilo-code-*",),
     files=(FileSpec("config", ((*_DIR, "kilo.jsonc"),), Jsonc()),),
     key_mechanism="{env:VAR} in provider.<id>.options.apiKey",
     restart_hint="restart Kilo CLI, or reload the VS Code window, to follow",

@@ -151,3 +151,15 @@ def test_the_generic_adapter_writes_the_runbook_shape(tmp_path: Path) -> None:
     text = (tmp_path / ".kilocode" / "kilocode.json").read_text()
     assert '"provider": "z-ai"' in text
     assert "endpoint" not in text
+
+
+def test_installed_means_a_program_on_path_or_the_ide_extension(tmp_path: Path) -> None:
+    kilo = ADAPTERS["kilo-code"]
+    assert not kilo.installed({"PATH": str(tmp_path)}, home=tmp_path)
+    (tmp_path / ".vscode" / "extensions" / "kilocode.kilo-code-7.0.25").mkdir(parents=True)
+    assert kilo.installed({"PATH": str(tmp_path)}, home=tmp_path)
+    program = tmp_path / "bin" / "gemini"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    assert ADAPTERS["gemini-cli"].installed({"PATH": str(program.parent)}, home=tmp_path)

@@ -151,6 +151,10 @@ class Adapter:
                 return Path(home, *parts)
         return Path(home, *options[-1])
 
+    def watched(self, spec: FileSpec, home: Path, os_name: str) -> list[Path]:
+        """The files whose change can change what :meth:`resolve` picks (stat'ed per tick)."""
+        return [Path(home, *parts) for parts in spec.parts(os_name)]
+
     def installed(self, env: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
         """A program of the agent on PATH, or (``extension_globs``) its IDE extension."""
         import shutil

@@ -121,6 +121,7 @@ class AgentManager:
         self.env = os.environ if env is None else env
         self.ctx = Context(home=self.home, os_name=os_name, key_command=tuple(key_command))
         self._seen: dict[tuple[str, str], dict[Path, FileStamp]] = {}
+        self._resolved: dict[tuple[str, str], tuple[tuple[FileStamp, ...], Path]] = {}
 
     def adapter(self, name: str) -> Adapter:
         spec = self.specs[name]
@@ -155,8 +156,19 @@ class AgentManager:
         return value
 
     def paths(self, name: str) -> dict[str, Path]:
+        """Which file of each role to edit; re-resolved only when a candidate's stamp moved
+        (Kilo Code picks the global file that holds ``model``: read once, not every tick)."""
         adapter = self.adapter(name)
-        return {f.role: adapter.resolve(f, self.home, self.os_name) for f in adapter.files}
+        out: dict[str, Path] = {}
+        for spec in adapter.files:
+            watched = adapter.watched(spec, self.home, self.os_name)
+            stamps = tuple(stamp(p) for p in watched)
+            cached = self._resolved.get((name, spec.role))
+            if cached is None or cached[0] != stamps:
+                cached = (stamps, adapter.resolve(spec, self.home, self.os_name))
+                self._resolved[(name, spec.role)] = cached
+            out[spec.role] = cached[1]
+        return out
 
     # ------------------------------------------------------------------ apply
 
@@ -200,6 +212,10 @@ class AgentManager:
             return result
         self._seen = {k: v for k, v in self._seen.items() if k[0] != name}
         self._seen[key] = stamps
+        for spec in adapter.files:  # our own write picked nothing else: keep the resolution
+            watched = adapter.watched(spec, self.home, self.os_name)
+            self._resolved[(name, spec.role)] = (tuple(stamp(p) for p in watched),
+                                                 paths[spec.role])
         if result.changed and not adapter.live_reload:
             result.restart = adapter.restart_hint
         return result

@@ -49,6 +49,9 @@ class Kilo(OpenCodeFamily):
                 return candidate
         return folder / "kilo.jsonc"
 
+    def watched(self, spec: FileSpec, home: Path, os_name: str) -> list[Path]:
+        return [Path(home, *_DIR, name) for name in GLOBAL_FILES]
+
     def traps(self, home: Path, env: Mapping[str, str], cwd: Path) -> list[Trap]:
         folder = Path(home, *_DIR)
         chosen = self.resolve(self.files[0], home, "linux")

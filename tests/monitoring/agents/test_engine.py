@@ -162,9 +162,18 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path,
         return real_read(path)
 
     monkeypatch.setattr(engine_mod, "_read", counting)
+    opened: list[Path] = []
+    real_read_text = Path.read_text
+
+    def reading(self: Path, *args: object, **kwargs: object) -> str:
+        opened.append(self)
+        return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", reading)
     for _ in range(5):
         assert agents.apply("kilo-code", T["litellm"]).ok
     assert reads == []
+    assert opened == []  # not even to find which of Kilo's global files holds the model
     path = kilo_file(tmp_path)
     path.write_text(path.read_text().replace('"pf-litellm/groq-70b"', '"x/y"'))  # hand edit
     assert agents.apply("kilo-code", T["litellm"]).changed  # mended

@@ -43,10 +43,11 @@ from monitoring.layout import host_env_name, layout
 from monitoring.probes import Prober
 from monitoring.stack_load import parse_stack
 from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import AgentSpec, WatchdogConfig
+from monitoring.watchdog_config import WatchdogConfig
 from tasks.render import litellm, watchdog
 from tests.support.fake_upstream import FakeUpstream, FaultKind
 from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
+from tests.support.watchdog_harness import provider_in_file
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_OF = {"groq": "groq", "openrouter": "openrouter", "google": "paid", "openai": "paid"}
@@ -90,9 +91,7 @@ class Rig:
             "log_dir": str(work), "state_dir": str(work), "event_log": str(work / "events.log"),
             "event_jsonl": str(work / "events.jsonl"), "state_file": str(work / "state.json")})
         self.default_config = base_config.model_copy(update={
-            "paths": paths,
-            "agents": [AgentSpec(name=a.name, path=str(home / a.path.removeprefix("~/")))
-                       for a in base_config.agents]})
+            "paths": paths, "agent_home": str(home)})
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start_proxy(self) -> float:
@@ -132,13 +131,6 @@ class Agent:
                                       "cache": {"no-cache": True, "no-store": True}})
                 except httpx.HTTPError:
                     time.sleep(0.05)
-
-
-def provider_of(path: Path) -> str | None:
-    try:
-        return str(json.loads(path.read_text())["provider"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
@@ -227,25 +219,24 @@ def trials(rig: Rig, fault: Fault, count: int,
     if provider_interval is not None:  # --provider-interval: the trade-off, measured
         config = config.model_copy(update={"probes": config.probes.model_copy(
             update={"provider_interval": provider_interval})})
-    agent_file = Path(config.agents[0].path)
     agent = Agent(rig)
     stop = threading.Event()
     thread = run_watchdog(rig, config, stop)
     failover: list[float] = []
     restore: list[float] = []
     try:
-        wait_for(lambda: provider_of(agent_file) == "litellm", 60)
+        wait_for(lambda: provider_in_file(config) == "litellm", 60)
         for _ in range(count):
             agent.running.set()
             time.sleep(1.5)  # traffic flowing and the metrics baseline read, as in use
             fault.inject(rig)
-            failover.append(wait_for(lambda: provider_of(agent_file) == "z-ai", 120))
+            failover.append(wait_for(lambda: provider_in_file(config) == "z-ai", 120))
             agent.running.clear()  # the agents now use Kilo Code, not the proxy
             time.sleep(1.2)  # the fault outlasts the (cut) dwell
             fault.clear(rig)  # returns once the fault is gone (a restarted proxy answers)
             started = time.monotonic()
             try:
-                wait_for(lambda: provider_of(agent_file) == "litellm", 180)
+                wait_for(lambda: provider_in_file(config) == "litellm", 180)
             except TimeoutError:
                 print(Path(config.paths.event_log).read_text(), file=sys.stderr)
                 print(Path(config.paths.state_file).read_text(), file=sys.stderr)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,14 +36,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from monitoring.atomic import (
-    ABSENT,
     FileChangedError,
     FileStamp,
     StrPath,
     atomic_write,
     ensure_dir,
     expand_user,
-    stamp,
+    read_consistent,
 )
 from monitoring.watchdog_config import OWNED_KEYS, AgentSpec, TargetSpec
 
@@ -152,18 +150,12 @@ class _Unusable(Exception):
 
 def _read(path: Path) -> tuple[FileStamp, bytes | None]:
     """A consistent (stamp, bytes) pair: re-read if the file moved while being read."""
-    for _ in range(_RETRIES):
-        try:
-            with path.open("rb") as fh:
-                before = FileStamp.of(os.fstat(fh.fileno()))
-                raw = fh.read()
-        except FileNotFoundError:
-            return ABSENT, None
-        except OSError as exc:
-            raise _Unusable("unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
-        if stamp(path) == before:
-            return before, raw
-    raise _Unusable("busy", f"{path} kept changing while it was read")
+    try:
+        return read_consistent(path, _RETRIES)
+    except FileChangedError:
+        raise _Unusable("busy", f"{path} kept changing while it was read") from None
+    except OSError as exc:
+        raise _Unusable("unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], _Style]:
@@ -237,7 +229,8 @@ def switch_agents(
     home: StrPath | None = None,
 ) -> dict[str, SwitchResult]:
     """Switch every configured agent file; one result per agent name, failures included."""
-    return {a.name: switch_agent_file(a.path, settings, owned, home=home) for a in agents}
+    return {a.name: switch_agent_file(a.path or "", settings, owned, home=home)
+            for a in agents if a.path}
 
 
 _MISSING: Final = object()

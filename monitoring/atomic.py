@@ -75,6 +75,25 @@ def stamp(path: StrPath) -> FileStamp:
         return ABSENT
 
 
+def read_consistent(path: StrPath, retries: int = 3) -> tuple[FileStamp, bytes | None]:
+    """A consistent (stamp, bytes) pair of ``path``, (:data:`ABSENT`, None) when missing.
+
+    Re-read when the file moved while it was being read, so the stamp a later compare-and-swap
+    (``atomic_write(expect=...)``) checks is the one of the bytes in hand.
+    :class:`FileChangedError` when it kept changing; other ``OSError`` as raised.
+    """
+    for _ in range(retries):
+        try:
+            with open(path, "rb") as fh:
+                before = FileStamp.of(os.fstat(fh.fileno()))
+                raw = fh.read()
+        except FileNotFoundError:
+            return ABSENT, None
+        if stamp(path) == before:
+            return before, raw
+    raise FileChangedError(f"{path} kept changing while it was read")
+
+
 def expand_user(path: StrPath, home: StrPath | None = None) -> Path:
     """``path`` with a leading ``~`` replaced by the home of the user the watchdog runs as.
 

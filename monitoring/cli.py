@@ -32,7 +32,6 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from monitoring import console as out
-from monitoring.agent_files import switch_agents
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, budget_status
 from monitoring.circuit import circuit_of
@@ -48,7 +47,7 @@ from monitoring.select import TASKS, NoProviderError, cost_table, select_provide
 from monitoring.stack import parse_duration
 from monitoring.state import WatchdogState, load_state, save_state
 from monitoring.version import installed
-from monitoring.watchdog import PIN_FILE, WATCHDOG_PID_FILE, Watchdog
+from monitoring.watchdog import PIN_FILE, WATCHDOG_PID_FILE, Watchdog, agent_manager
 from monitoring.watchdog_config import WatchdogConfig
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_APPLIED = 0, 1, 2, 3
@@ -234,6 +233,7 @@ def _summary(config: WatchdogConfig, state: WatchdogState, live: Liveness,
         "switches_last_hour": state.switches_since(hour),
         "crash_loop": bool(state.extra.get("crash_loop")),
         "budget": {**budget.to_json(), "kill_switch_active": kill},
+        "agents": state.extra.get("agents", []),
         "routes": {name: {"state": circuit_of(state.route(name)).label,
                           **state.route(name).model_dump(exclude={"state"})}
                    for name in routes},
@@ -316,6 +316,15 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
     out.show(con, out.table(["ROUTE", "STATE", "CLASS", "LATENCY", "LAST OK",
                              "LAST ERROR / DIAGNOSIS"], _route_rows(config, summary, now),
                             title=title))
+    for agent in summary["agents"] if isinstance(summary["agents"], list) else []:
+        if not isinstance(agent, dict):
+            continue
+        if agent.get("ok"):
+            hint = f" ({agent['restart']})" if agent.get("restart") else ""
+            con.print(Text(f"  agent {agent.get('agent')}: on {agent.get('target')}{hint}"))
+        else:
+            con.print(Text(f"  agent {agent.get('agent')}: NOT switched: {agent.get('error')}",
+                           "bold red"))
     return EXIT_OK
 
 
@@ -396,10 +405,12 @@ def cmd_pin(config: WatchdogConfig, target: str | None, ttl: float | None,
             spec = next(t for t in config.targets if t.name == target)
             state.set_pin(target, now, timedelta(seconds=ttl) if ttl else None,
                           reason=reason)
-            failed = [r for r in switch_agents(config.agents, spec.settings).values()
-                      if not r.ok]
+            manager = agent_manager(config)
+            results = [manager.apply(name, spec) for name in manager.specs
+                       if spec in manager.order(name)]
+            failed = [r for r in results if not r.ok]
             for result in failed:
-                print(f"agent file {result.path} left untouched: {result.error}",
+                print(f"agent file of {result.agent} left untouched: {result.error}",
                       file=sys.stderr)
             if failed:
                 return EXIT_NOT_APPLIED
@@ -592,6 +603,94 @@ def cmd_report(config: WatchdogConfig, since: str | None, kind: str, as_json: bo
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- agents
+
+
+def agent_key(var: str) -> int:
+    """``agents key VAR``: print a key for an agent's helper (Claude Code's apiKeyHelper):
+    from the caller's environment, else from ``~/.config/provider-fallback/keys.env``."""
+    value = os.environ.get(var)
+    if not value:
+        from monitoring.agents import dotenv
+
+        try:
+            text = (Path.home() / ".config" / "provider-fallback" / "keys.env").read_text()
+        except OSError:
+            text = ""
+        found = dotenv.get(text, var)
+        value = found if isinstance(found, str) else None
+    if not value:
+        print(f"provider-fallback: {var} is neither in the environment nor in "
+              "~/.config/provider-fallback/keys.env", file=sys.stderr)
+        return EXIT_USAGE
+    print(value)
+    return EXIT_OK
+
+
+def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
+               as_json: bool) -> int:
+    """``agents``: every known agent, where it points, traps; ``release``/``manage`` NAME."""
+    from monitoring.agents import ADAPTERS
+
+    manager = agent_manager(config)
+    known = {**ADAPTERS, **{n: manager.adapter(n) for n in manager.specs if n not in ADAPTERS}}
+    if action in ("release", "manage"):
+        if name not in manager.specs:
+            return _usage(f"{name!r} is not enrolled; one of: {', '.join(manager.specs)}")
+        if action == "manage":
+            manager.manage(name)
+            print(f"{name}: managed again from the next tick")
+            return EXIT_OK
+        for line in manager.release(name) or ["nothing was ever written"]:
+            print(f"{name}: {line}")
+        print(f"{name}: released; the watchdog leaves its files alone "
+              f"(`provider-fallback agents manage {name}` takes it back)")
+        return EXIT_OK
+    state = load_state(config.paths.state_file).state
+    raw = state.extra.get("agents")
+    last = {a.get("agent"): a for a in (raw if isinstance(raw, list) else [])
+            if isinstance(a, dict)}
+    rows = []
+    for key, adapter in known.items():
+        enrolled = key in manager.specs
+        row: dict[str, Any] = {
+            "agent": key, "label": adapter.label,
+            "installed": adapter.installed(home=manager.home),
+            "enrolled": enrolled, "wire": adapter.wire, "live_reload": adapter.live_reload,
+            "key": adapter.key_mechanism, "whose": str(manager.home),
+            "traps": [t.__dict__ for t in adapter.traps(manager.home, os.environ,
+                                                        Path.cwd())]}
+        if enrolled:
+            row["files"] = {r: str(p) for r, p in manager.paths(key).items()}
+            row["points_at"] = manager.current(key)
+            row["managed"] = manager.managed(key)
+            row["expected"] = (last.get(key) or {}).get("target")
+            row["matches_active"] = row["points_at"] == row["expected"]
+            row["last_error"] = (last.get(key) or {}).get("error")
+        rows.append(row)
+    if as_json:
+        _print_json(rows)
+        return EXIT_OK
+    print(f"agent files of: {manager.home}")
+    for row in rows:
+        state_text = "enrolled" if row["enrolled"] else "not enrolled"
+        print(f"{row['label']} ({row['agent']}): {state_text}, "
+              f"{'installed' if row['installed'] else 'not installed'}, speaks {row['wire']}, "
+              f"{'follows live' if row['live_reload'] else 'needs a restart to follow'}")
+        if row["enrolled"]:
+            for path in row["files"].values():
+                print(f"  file: {path}")
+            print(f"  points at: {row['points_at'] or 'none of the targets'}; active for it: "
+                  f"{row['expected'] or '-'}{'' if row['matches_active'] else '  (MISMATCH)'}"
+                  f"; {'managed' if row['managed'] else 'not managed yet'}")
+            if row["last_error"]:
+                print(f"  not switched: {row['last_error']}")
+        print(f"  key: {row['key']}")
+        for trap in row["traps"]:
+            print(f"  TRAP: {trap['what']}; fix: {trap['fix']}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- watch
 
 
@@ -733,6 +832,16 @@ def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
                "provider-fallback history --since 30d")
     hist.add_argument("--since", metavar="WHEN",
                       help="events since: a duration or ISO time (default: all)")
+    agents = add("agents", "the coding agents: their files, where they point, traps",
+                 "Every known coding agent: installed or not, enrolled or not, its files, where "
+                 "it points now and whether that matches the active target, whose files are "
+                 "managed, and the precedence traps that would defeat a switch, each with its "
+                 "fix. `release NAME` puts the user's own values back and stops managing it; "
+                 "`manage NAME` takes it back; `key VAR` prints a key for an agent's key helper.",
+                 "provider-fallback agents", "provider-fallback agents release codex")
+    agents.add_argument("action", nargs="?", choices=["release", "manage", "key"],
+                        help="release or manage an enrolled agent, or print a key (key VAR)")
+    agents.add_argument("name", nargs="?", help="agent (release/manage) or variable (key)")
     return top
 
 
@@ -750,7 +859,11 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser(_targets_hint(argv) if _wants_help(argv) else None).parse_args(argv)
     if args.json and args.command in NO_JSON:
         return _usage(f"{args.command} has no JSON output: {NO_JSON[args.command]}")
+    if args.command == "agents" and args.action == "key":
+        return agent_key(args.name or "")
     config = _load(args.config)
+    if args.command == "agents":
+        return cmd_agents(config, args.action, args.name, args.json)
     if args.command == "watch":
         return cmd_watch(config)
     if args.command == "status":

@@ -380,9 +380,11 @@ class EventLog:
         from_label: str | None = None,
         to_label: str | None = None,
         details: Mapping[str, Any] | None = None,
+        suffix: str = "",
     ) -> Event:
-        """``FALLBACK: LiteLLM connection refused, switched to Kilo Code``."""
-        text = fallback_message(from_label or from_target, cause, to_label or to_target)
+        """``FALLBACK: LiteLLM connection refused, switched to Kilo Code``; ``suffix`` lists
+        the agents switched and not (issue 11: never claim a switch that did not happen)."""
+        text = fallback_message(from_label or from_target, cause, to_label or to_target) + suffix
         return self.record(EventKind.FALLBACK, text, from_=from_target, to=to_target,
                            reason=error_class, details=details)
 
@@ -394,13 +396,14 @@ class EventLog:
         to_label: str | None = None,
         primary: bool = True,
         details: Mapping[str, Any] | None = None,
+        suffix: str = "",
     ) -> Event:
         """``RESTORED: LiteLLM recovered, switched back to primary``.
 
         ``from_target`` is the fallback being left, ``to_target`` the one that recovered.
         """
         label = to_label or to_target
-        text = restored_message(label, None if primary else label)
+        text = restored_message(label, None if primary else label) + suffix
         return self.record(EventKind.RESTORED, text, from_=from_target, to=to_target,
                            details=details)
 

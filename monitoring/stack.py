@@ -448,6 +448,9 @@ class LitellmTarget(Strict):
     model: Slug
 
 
+Wire = Literal["openai-chat", "anthropic-messages", "openai-responses", "gemini-native"]
+
+
 class DirectTarget(Strict):
     """The agents talk straight to a provider, with the endpoint and model of a defined model."""
 
@@ -455,6 +458,9 @@ class DirectTarget(Strict):
     name: Slug
     label: Text
     model: Slug
+    #: Base URL per wire format agents speak, over the ones known for the provider
+    #: (monitoring/agents/wire.py): e.g. a Gemini-native or Anthropic-format endpoint.
+    endpoints: dict[Wire, HttpUrl] = Field(default_factory=dict)
 
 
 class AgentTarget(Strict):
@@ -466,16 +472,29 @@ class AgentTarget(Strict):
     provider: Text
     model: Text
     is_free: bool
+    #: The agent adapter it is built into (monitoring/agents); only that agent can use it.
+    agent: Slug = "kilo-code"
 
 
 Target = Annotated[LitellmTarget | DirectTarget | AgentTarget, Field(discriminator="kind")]
 
 
-class AgentFile(Strict):
-    """An agent config file the watchdog switches; ``~`` is the service user's home."""
+class AgentEnrollment(Strict):
+    """An agent whose files follow the switch (monitoring/agents). ``- kilo-code`` is enough:
+    its own fallback order defaults to the targets order, filtered by what it can speak.
+    ``adapter: generic-json`` with ``path`` switches a JSON file of your own tool."""
 
     name: Slug
-    path: OsPaths
+    adapter: Slug | None = None
+    order: list[Slug] | None = None
+    path: OsPaths | None = None
+
+
+def _enrollment(value: object) -> object:
+    return {"name": value} if isinstance(value, str) else value
+
+
+Enrollment = Annotated[AgentEnrollment, BeforeValidator(_enrollment)]
 
 
 # --------------------------------------------------------------------------- watchdog
@@ -739,7 +758,7 @@ class Stack(Strict):
 
     litellm: LiteLLM
     targets: list[Target] = Field(min_length=2)
-    agents: list[AgentFile] = Field(min_length=1)
+    agents: list[Enrollment] = Field(min_length=1)
     watchdog: Watchdog
     budget: Budget
     linux: Linux

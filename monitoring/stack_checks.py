@@ -100,9 +100,70 @@ def check_targets(stack: Stack) -> Iterator[Problem]:
         if not isinstance(target, AgentTarget) and target.model not in models:
             yield Problem(("targets", i, "model"), repr(target.model),
                           f"a model defined under litellm.models ({', '.join(sorted(models))})")
+    yield from check_agents(stack)
     for name, count in Counter(a.name for a in stack.agents).items():
         if count > 1:
             yield Problem(("agents",), f"name {name!r} used {count} times", "unique agent names")
+
+
+#: The runbook's invented files, read by no real agent, and the adapter to enroll instead.
+_INVENTED = {".kilocode/kilocode.json": "kilo-code", ".gemini/provider.json": "gemini-cli"}
+
+
+def _spec(stack: Stack, target: object) -> object:
+    from monitoring.agents.wire import target_endpoints
+    from monitoring.watchdog_config import TargetSpec
+
+    assert not isinstance(target, str)
+    return TargetSpec(name=target.name, label=target.label,  # type: ignore[attr-defined]
+                      kind=target.kind, route=None, is_free=True,  # type: ignore[attr-defined]
+                      settings={}, endpoints=target_endpoints(stack, target),  # type: ignore[arg-type]
+                      agent=getattr(target, "agent", None))
+
+
+def check_agents(stack: Stack) -> Iterator[Problem]:
+    """Enrolled agents name real adapters, and their orders targets they can speak."""
+    from monitoring.agents import ADAPTERS, GENERIC, adapter_for
+
+    known = ", ".join([*ADAPTERS, GENERIC])
+    targets = {t.name: t for t in stack.targets}
+    for i, agent in enumerate(stack.agents):
+        where: tuple[str | int, ...] = ("agents", i)
+        kind = agent.adapter or agent.name
+        if agent.path is not None:
+            linux = agent.path.linux.replace("\\", "/").removeprefix("~/")
+            if linux in _INVENTED:
+                yield Problem((*where, "path"), repr(agent.path.linux),
+                              "no release of the agent reads this file (the runbook invented "
+                              "it): enroll the real adapter instead, one line: "
+                              f"`- {_INVENTED[linux]}`")
+                continue
+            if kind != GENERIC:
+                yield Problem((*where, "path"), repr(agent.path.linux),
+                              f"no path: adapter {kind!r} knows its files (a path is only for "
+                              f"adapter: {GENERIC})")
+                continue
+        if kind not in ADAPTERS and kind != GENERIC:
+            yield Problem((*where, "name" if agent.adapter is None else "adapter"), repr(kind),
+                          f"an agent adapter: one of {known}")
+            continue
+        if kind == GENERIC and agent.path is None:
+            yield Problem((*where, "path"), "nothing", "the JSON file of your tool "
+                          "({linux: ..., windows: ...}) for adapter generic-json")
+            continue
+        adapter = adapter_for(agent.name, agent.adapter, agent.path.linux if agent.path else None)
+        for j, name in enumerate(agent.order or []):
+            target = targets.get(name)
+            if target is None:
+                yield Problem((*where, "order", j), repr(name),
+                              f"a target name ({', '.join(targets)})")
+            elif adapter.endpoint(_spec(stack, target)) is None:  # type: ignore[arg-type]
+                can = [t.name for t in stack.targets
+                       if adapter.endpoint(_spec(stack, t)) is not None]  # type: ignore[arg-type]
+                yield Problem((*where, "order", j), repr(name),
+                              f"a target {adapter.label} can speak to: it speaks "
+                              f"{adapter.wire}, which {target.label} does not serve "
+                              f"(one of: {', '.join(can) or 'none'})")
 
 
 def is_free(stack: Stack, name: str) -> bool | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring import metrics
-from monitoring.agent_files import read_active, switch_agents
+from monitoring.agents.engine import AgentManager, AgentResult
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
@@ -71,6 +71,19 @@ LEAVING_DEGRADED = "Providers recovered, leaving degraded mode"
 Clock = Callable[[], datetime]
 
 
+def agent_manager(config: WatchdogConfig, home: str | None = None,
+                  env: Any = None) -> AgentManager:
+    """The enrolled agents of ``config``: their files in ``home`` (else the config's
+    ``agent_home``, else the watchdog's own), the takeover records in the state directory."""
+    import sys
+
+    helper = Path(sys.executable).with_name("provider-fallback")
+    return AgentManager(config.agents, config.targets, home=home or config.agent_home,
+                        records_dir=Path(config.paths.state_dir) / "agents",
+                        os_name=config.os, env=env,
+                        key_command=[str(helper)] if helper.exists() else [])
+
+
 class Watchdog:
     """One host's watchdog: owns the state, the circuits and every action."""
 
@@ -104,6 +117,12 @@ class Watchdog:
         self._proxy_answered = False
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
+        self.agents = agent_manager(config, home, env=prober.env)
+        # "restart your Codex session to follow" stays in status until the next switch.
+        seen = self.state.extra.get("agents")
+        self._restart_hints: dict[str, str] = {
+            str(a.get("agent")): str(a.get("restart") or "")
+            for a in (seen if isinstance(seen, list) else []) if isinstance(a, dict)}
         self.passive: ProbeResult | None = None
         # Budget and kill switch (runbook 9.1-9.3): the cost log the proxy writes, read
         # incrementally; the kill switch shared with the proxy through the provider config.
@@ -289,20 +308,58 @@ class Watchdog:
 
     # ------------------------------------------------------------------ acting
 
-    def _write_agents(self, to: TargetSpec) -> None:
-        """Bring every agent file to ``to``'s keys (a no-op for a file already right).
+    def agent_target(self, name: str, to: TargetSpec) -> TargetSpec | None:
+        """Where agent ``name`` goes while the agents as a whole go to ``to``: the proxy when
+        that is ``to``; a pinned ``to`` it can speak to; else the first usable target of its
+        own order (never the proxy the decision left); else the last it can speak to."""
+        order = self.agents.order(name)
+        if to.kind == "litellm" or (self.state.pin is not None and to in order):
+            return to if to in order else None
+        for target in order:
+            if target.kind != "litellm" and self.usable(target):
+                return target
+        rest = [t for t in order if t.kind != "litellm"]
+        return rest[-1] if rest else None
 
-        Run every tick, not only on a switch: a file that was busy, broken or hand-edited is
-        mended as soon as it can be, and its error is logged once, not every second.
-        """
-        results = switch_agents(self.config.agents, to.settings, home=self.home)
-        for name, result in results.items():
+    def _write_agents(self, to: TargetSpec) -> list[AgentResult]:
+        """Bring every enrolled agent's files to its own target for ``to`` (a no-op for files
+        already right). Run every tick, not only on a switch: a file that was busy, broken or
+        hand-edited is mended as soon as it can be, and its error is logged once."""
+        results: list[AgentResult] = []
+        for name in self.agents.specs:
+            target = self.agent_target(name, to)
+            if target is None:
+                label = self.agents.adapter(name).label
+                result = AgentResult(name, label, None,
+                                     error=f"{label} can speak to no usable target")
+            else:
+                result = self.agents.apply(name, target)
+            if result.changed:
+                self._restart_hints[name] = result.restart
+            elif result.ok:
+                result.restart = self._restart_hints.get(name, "")
+            results.append(result)
             if result.ok:
                 self._agent_errors.pop(name, None)
             elif self._agent_errors.get(name) != result.error:
                 self._agent_errors[name] = result.error or "unknown"
-                self.events.error(f"agent file {result.path} of {name} left untouched: "
-                                  f"{result.error}", target=to.name)
+                if not (result.error or "").startswith("released"):
+                    self.events.error(f"agent file of {name} left untouched: {result.error}",
+                                      target=to.name)
+        self.state.extra["agents"] = [r.to_json() for r in results]
+        return results
+
+    @staticmethod
+    def agents_summary(results: list[AgentResult]) -> str:
+        """``; agents: kilo-code on Kilo Code; not switched: ...`` for the event line."""
+        labels = []
+        for r in results:
+            if r.ok:
+                hint = f" ({r.restart})" if r.restart else ""
+                labels.append(f"{r.agent} on {r.target}{hint}")
+        failed = [f"{r.agent} ({r.error})" for r in results if not r.ok]
+        text = f"; agents: {', '.join(labels)}" if labels else ""
+        return text + (f"; not switched: {', '.join(failed)}" if failed else "")
 
     def _switch(self, to: TargetSpec, now: datetime, *, pinned: bool) -> None:
         current = self.targets.get(self.state.active_target or "")
@@ -311,22 +368,23 @@ class Watchdog:
         manual = pinned or unpinned  # neither reported as a fault nor counted by the cap
         if pinned:
             self.state.extra["pinned"] = True
-        self._write_agents(to)
+        summary = self.agents_summary(self._write_agents(to))
         if current is not None:
             rank = [t.name for t in self.config.targets]
             upward = rank.index(to.name) < rank.index(current.name)
             if manual:  # a person asked: no fault to report, no fallback to count
                 what = "manual switch" if pinned else "pin removed, switched back"
                 self.events.record(EventKind.RESTORED if upward else EventKind.FALLBACK,
-                                   f"{what} to {to.label}", from_=current.name,
+                                   f"{what} to {to.label}{summary}", from_=current.name,
                                    to=to.name, reason="manual")
             elif upward:
                 self.events.restored(current.name, to.name, to_label=to.label,
-                                     primary=to.name == rank[0])
+                                     primary=to.name == rank[0], suffix=summary)
             else:
                 cls, cause = self._cause(current)
                 self.events.fallback(current.name, to.name, cause, error_class=cls,
-                                     from_label=current.label, to_label=to.label)
+                                     from_label=current.label, to_label=to.label,
+                                     suffix=summary)
                 self.exporter[metrics.FALLBACK_EVENTS].labels(
                     from_provider=current.name, to_provider=to.name, reason=cls).inc()
         self.state.set_active(to.name, now, counted=not manual)
@@ -335,8 +393,7 @@ class Watchdog:
         """At start, take the active target from the agent files when the state has none."""
         if self.state.active_target is not None or not self.config.agents:
             return
-        specs = {t.name: t.settings for t in self.config.targets}
-        found = read_active(self.config.agents[0].path, specs, home=self.home)
+        found = self.agents.current(self.config.agents[0].name)
         if found is not None:
             self.state.active_target = found
 

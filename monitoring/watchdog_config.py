@@ -73,11 +73,23 @@ class TargetSpec(_Model):
     via: list[str] = []
     is_free: bool
     settings: dict[str, str]
+    #: What the agent adapters (monitoring/agents) need: the base URL per wire format the
+    #: target serves, the model name agents send, the variable holding its key, and for a
+    #: ``kind: agent`` target the adapter it is built into.
+    endpoints: dict[str, str] = {}
+    model: str = ""
+    api_key_env: str | None = None
+    agent: str | None = None
 
 
 class AgentSpec(_Model):
+    """An enrolled agent: its adapter, its own fallback order (target names), and for the
+    generic JSON adapter the file."""
+
     name: str
-    path: str
+    adapter: str | None = None
+    order: list[str] = []
+    path: str | None = None
 
 
 class Probes(_Model):
@@ -182,6 +194,8 @@ class WatchdogConfig(_Model):
     #: LiteLLM's fallback chains (model alias -> aliases), for the kill switch's substitutes.
     fallbacks: dict[str, list[str]] = {}
     degraded: DegradedSpec | None = None
+    #: Whose agent files are switched: None is the watchdog's own home.
+    agent_home: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> WatchdogConfig:

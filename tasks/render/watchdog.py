@@ -7,6 +7,7 @@ so the watchdog on the host never re-derives what render already knows.
 from __future__ import annotations
 
 from monitoring import metrics
+from monitoring.agents.wire import target_endpoints
 from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import Layout, host_env_name, proxy_command, proxy_env
 from monitoring.probes import PROXY_ROUTE
@@ -58,7 +59,8 @@ def _target(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget) ->
     if isinstance(target, AgentTarget):
         return TargetSpec(name=target.name, label=target.label, kind="agent", route=None,
                           is_free=target.is_free,
-                          settings={"provider": target.provider, "model": target.model})
+                          settings={"provider": target.provider, "model": target.model},
+                          model=target.model, agent=target.agent)
     model = stack.litellm.models[target.model]
     if isinstance(target, LitellmTarget):
         # Runbook 4.3: provider litellm, the proxy's endpoint, a model alias it serves.
@@ -67,11 +69,15 @@ def _target(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget) ->
         return TargetSpec(name=target.name, label=target.label, kind="litellm",
                           route=PROXY_ROUTE, via=via, is_free=model.is_free,
                           settings={"provider": "litellm", "endpoint": stack.proxy_url,
-                                    "model": target.model})
+                                    "model": target.model},
+                          endpoints=target_endpoints(stack, target), model=target.model,
+                          api_key_env=stack.litellm.master_key_env)
     return TargetSpec(name=target.name, label=target.label, kind="direct",
                       route=model.provider, is_free=model.is_free,
                       settings={"provider": model.provider, "endpoint": model.api_base,
-                                "model": model.upstream_model})
+                                "model": model.upstream_model},
+                      endpoints=target_endpoints(stack, target), model=model.upstream_model,
+                      api_key_env=model.api_key_env)
 
 
 def build(stack: Stack, lay: Layout) -> WatchdogConfig:
@@ -105,7 +111,9 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                                   output_usd_per_1k=m.output_usd_per_1k, is_free=m.is_free)
                 for alias, m in stack.litellm.models.items()},
         targets=[_target(stack, t) for t in stack.targets],
-        agents=[AgentSpec(name=a.name, path=getattr(a.path, lay.os)) for a in stack.agents],
+        agents=[AgentSpec(name=a.name, adapter=a.adapter, order=list(a.order or []),
+                          path=getattr(a.path, lay.os) if a.path else None)
+                for a in stack.agents],
         probes=Probes(interval=wd.probe_interval, timeout=wd.probe_timeout,
                       provider_interval=wd.provider_probe_interval,
                       metrics_interval=wd.metrics_probe_interval,
@@ -141,6 +149,10 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
                                      kill_switch=win.event_log.ids.kill_switch)
         if lay.os == "windows" else None,
         fallbacks={alias: list(chain) for alias, chain in stack.litellm.fallbacks.items()},
+        # Whose agents: on Linux the service account, whose home the deploy makes the state
+        # directory (so `provider-fallback agents` run by a person shows the files the
+        # watchdog really switches); on Windows the one user the tasks run as.
+        agent_home=lay.state_dir if lay.os == "linux" else None,
         degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
                               ttl_s=stack.litellm.cache.ttl,
                               cache_dir=lay.state("degraded-cache"),

@@ -20,13 +20,17 @@ FAILING = ("groq", "openrouter")  # every provider of the proxy target's chain
 
 def _agent_file(env: HostEnv) -> str:
     home = env.run(f"getent passwd {env.stack.linux.user} | cut -d: -f6").stdout.strip()
-    path = env.stack.agents[0].path.linux
-    return path.replace("~", home, 1)
+    return f"{home}/.config/kilo/kilo.jsonc"  # the default stack enrolls Kilo Code
 
 
 def _provider(env: HostEnv, path: str) -> str | None:
+    """The target Kilo Code's ``model`` points at: ``pf-<target>/...``, or its gateway."""
     out = env.run(f"cat {path}")
-    return json.loads(out.stdout).get("provider") if out.rc == 0 else None
+    if out.rc != 0:
+        return None
+    model = str(json.loads(out.stdout).get("model", ""))
+    return model.split("/", 1)[0].removeprefix("pf-") if model.startswith("pf-") else (
+        "kilo-code" if model.startswith("kilo/") else None)
 
 
 def _events(env: HostEnv) -> list[str]:

@@ -26,7 +26,12 @@ from tests.monitoring.conftest import LiveStack
 from tests.support.cli_json import errors
 from tests.support.litellm_proxy import free_port
 from tests.support.polling import until
-from tests.support.watchdog_harness import fast_config, provider_in_file, seed_agent_file
+from tests.support.watchdog_harness import (
+    agent_file,
+    fast_config,
+    provider_in_file,
+    seed_agent_file,
+)
 
 pytestmark = pytest.mark.live
 
@@ -148,10 +153,10 @@ def test_a_switch_to_an_unknown_target_changes_nothing(
         config_file: tuple[WatchdogConfig, Path], capsys: pytest.CaptureFixture[str]) -> None:
     config, path = config_file
     seed_agent_file(config)
-    before = Path(config.agents[0].path).read_bytes()
+    before = agent_file(config).read_bytes()
     assert main(["switch", "nowhere", "--config", str(path)]) == EXIT_USAGE
     assert "unknown target 'nowhere'; one of: litellm, kilo-code" in capsys.readouterr().err
-    assert Path(config.agents[0].path).read_bytes() == before
+    assert agent_file(config).read_bytes() == before
     assert not Path(config.paths.state_file).exists()
 
 

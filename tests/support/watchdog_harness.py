@@ -14,8 +14,8 @@ from monitoring.events import EventLog
 from monitoring.exporter import Exporter
 from monitoring.probes import Prober
 from monitoring.recovery import Backend
-from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import AgentSpec, Hysteresis, WatchdogConfig
+from monitoring.watchdog import Watchdog, agent_manager
+from monitoring.watchdog_config import Hysteresis, WatchdogConfig
 
 
 def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -55,27 +55,38 @@ def fast_config(base: WatchdogConfig, tmp_path: Path, *, hysteresis: Hysteresis 
         "log_dir": str(logs), "state_dir": str(state), "event_log": str(logs / "events.log"),
         "event_jsonl": str(logs / "events.jsonl"), "state_file": str(state / "state.json")})
     probes = base.probes.model_copy(update={"interval": interval, "provider_interval": interval})
-    agents = [AgentSpec(name=a.name, path=str(home / Path(a.path.removeprefix("~/"))))
-              for a in base.agents]
     return base.model_copy(update={"paths": paths, "probes": probes, "hysteresis": hysteresis,
-                                   "agents": agents, **update})
+                                   "agent_home": str(home), **update})
 
 
 def agent_file(config: WatchdogConfig) -> Path:
-    return Path(config.agents[0].path)
+    """The main file of the first enrolled agent (Kilo Code's kilo.jsonc by default)."""
+    return agent_manager(config).paths(config.agents[0].name)["config"]
 
 
 def seed_agent_file(config: WatchdogConfig) -> None:
+    """The first agent's file with the user's own keys, already on the primary target."""
     path = agent_file(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**USER_KEYS, **config.targets[0].settings}))
+    path.write_text(json.dumps(USER_KEYS, indent=2) + "\n")
+    agent_manager(config, env=TEST_KEYS).apply(config.agents[0].name, config.targets[0])
+
+
+#: Any non-empty values: the seed writes no key, and the watchdog reads its own.
+TEST_KEYS = {"LITELLM_MASTER_KEY": "seed", "GEMINI_API_KEY": "seed"}
+
+
+def target_in_file(config: WatchdogConfig) -> str | None:
+    """The target the first agent's files point at now."""
+    return agent_manager(config).current(config.agents[0].name)
 
 
 def provider_in_file(config: WatchdogConfig) -> str | None:
-    try:
-        return str(json.loads(agent_file(config).read_text())["provider"])
-    except (OSError, ValueError, KeyError):
-        return None
+    """The runbook's ``provider`` key of the target the first agent points at (``litellm``,
+    ``z-ai``, ...), so tests written against the generic shape read the real agent's file."""
+    found = target_in_file(config)
+    target = next((t for t in config.targets if t.name == found), None)
+    return None if target is None else target.settings.get("provider")
 
 
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -108,6 +108,7 @@ def test_every_json_output_matches_its_schema(host: tuple[Path, WatchdogConfig],
         "history": run_json(["history", *cfg], capsys),
     }
     seed_agent_file(config)
+    documents["agents"] = run_json(["agents", *cfg], capsys)
     documents["switch"] = run_json(["switch", "kilo-code", "--for", "5m", *cfg], capsys)
     restore = run_json(["restore", *cfg], capsys)
     reset = run_json(["budget", "reset", "--yes", *cfg], capsys)
@@ -123,6 +124,8 @@ def test_every_json_output_matches_its_schema(host: tuple[Path, WatchdogConfig],
         times = [s for s in strings(data) if LOOKS_LIKE_TIME.match(s)]
         assert all(ISO_Z.match(t) for t in times), (name, times)
     assert documents["status"]["routes"]["groq"]["last_success"].endswith("Z")
+    assert {a["agent"] for a in documents["agents"] if a["enrolled"]} == {
+        a.name for a in config.agents}
 
 
 def test_events_json_is_json_lines_each_matching_the_event_schema(

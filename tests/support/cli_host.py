@@ -6,7 +6,7 @@ from pathlib import Path
 
 from monitoring.layout import layout
 from monitoring.stack import Stack
-from monitoring.watchdog_config import AgentSpec, WatchdogConfig
+from monitoring.watchdog_config import WatchdogConfig
 from tasks.render import watchdog
 
 
@@ -22,9 +22,7 @@ def temp_host_config(stack: Stack, root: Path) -> tuple[Path, WatchdogConfig]:
         "cost_log": str(log / "costs.log"), "alert_log": str(log / "alerts.log"),
         "provider_config": str(root / "home" / "provider-config.json")})
     # Agent files too: a `switch` in a test must never touch the real home's agent configs.
-    agents = [AgentSpec(name=a.name, path=str(root / "home" / Path(a.path.removeprefix("~/"))))
-              for a in base.agents]
-    config = base.model_copy(update={"paths": paths, "agents": agents})
+    config = base.model_copy(update={"paths": paths, "agent_home": str(root / "home")})
     path = root / "watchdog.json"
     path.write_text(config.model_dump_json())
     return path, config

@@ -46,9 +46,11 @@ def test_enrolling_another_agent_is_one_line() -> None:
      "(one of: litellm, google)"),
     ("  - {name: claude-code, order: [groq]}\n",
      "Claude Code can speak to: it speaks anthropic-messages, which Direct Groq does not"),
-    ('  - {name: kilo-code, path: {linux: "~/.kilocode/kilocode.json", windows: x}}\n',
+    ('  - {name: kilo-code, path: {linux: "~/.kilocode/kilocode.json", '
+     'windows: "~\\\\.kilocode\\\\kilocode.json"}}\n',
      "enroll the real adapter instead, one line: `- kilo-code`"),
-    ('  - {name: gemini-cli, path: {linux: "~/.gemini/provider.json", windows: x}}\n',
+    ('  - {name: gemini-cli, path: {linux: "~/.gemini/provider.json", '
+     'windows: "~\\\\.gemini\\\\provider.json"}}\n',
      "`- gemini-cli`"),
     ("  - windsurf\n", "an agent adapter: one of kilo-code, gemini-cli"),
     ("  - {name: codex, order: [nowhere]}\n", "a target name (litellm, kilo-code"),

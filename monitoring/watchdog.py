@@ -37,14 +37,20 @@ from monitoring.agent_files import read_active, switch_agents
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
-from monitoring.classify import ErrorClass, diagnose
+from monitoring.classify import (
+    FOREIGN_LISTENER,
+    ErrorClass,
+    diagnose,
+    event_cause,
+    port_listening,
+)
 from monitoring.cost_log import CostLedger, format_ts
 from monitoring.degraded_cache import DegradedCache
 from monitoring.events import EventKind, EventLog, append_line
 from monitoring.exporter import Exporter
 from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
-from monitoring.recovery import Backend, ProcessBackend, RestartGate
+from monitoring.recovery import Backend, HangEvidence, ProcessBackend, RestartGate, proxy_pid
 from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import TargetSpec, WatchdogConfig
@@ -61,8 +67,6 @@ CAUSE: dict[str, str] = {
     ErrorClass.TIMEOUT: "timed out",
     ErrorClass.UNKNOWN: "failed",
 }
-#: Classes a proxy restart can fix: it is gone, hung, or broken inside; not a bad key.
-RESTART_CLASSES = {ErrorClass.NETWORK, ErrorClass.TIMEOUT, ErrorClass.SERVER, ErrorClass.UNKNOWN}
 #: The control file ``provider-fallback switch/restore`` writes and the loop picks up.
 PIN_FILE = "pin.json"
 WATCHDOG_PID_FILE = "watchdog.pid"
@@ -85,6 +89,8 @@ class Watchdog:
         self.clock = clock
         self.home = home
         self.gate = RestartGate(config.restart)
+        self.hang = HangEvidence(config.restart.hang_after)
+        self._slow_since: float | None = None
         self.state_path = Path(config.paths.state_file)
         self.pin_path = self.state_path.with_name(PIN_FILE)
         loaded = load_state(self.state_path, clock=clock)
@@ -224,8 +230,16 @@ class Watchdog:
         if result.route == PROXY_ROUTE:
             if result.ok:
                 self._proxy_answered = True
-            elif self._starting():
+            elif self._starting() and not result.detail.get("foreign_listener"):
                 return  # not a failure yet: no fallback, no alert for a proxy still starting
+            if result.error_class is not ErrorClass.TIMEOUT:
+                self._slow_since = None
+            elif self._slow_since is None or self.mono() - self._slow_since < (
+                    self.config.restart.hang_after / 2):
+                # Slow is not failed: the agents leave a silent proxy after half of
+                # hang_after, a refusing one at once (issue 13, item 6).
+                self._slow_since = self._slow_since or self.mono()
+                return
         route = self.state.route(result.route)
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
@@ -259,7 +273,8 @@ class Watchdog:
             if route is not None and not circuit_of(route).usable:
                 cls = route.last_error_class or ErrorClass.UNKNOWN
                 where = "" if name == PROXY_ROUTE else f" at {name}"
-                return cls, f"{CAUSE.get(cls, 'failed')}{where}"
+                cause = event_cause(route.last_message) or CAUSE.get(cls, "failed")
+                return cls, f"{cause}{where}"
         return ErrorClass.UNKNOWN, "failed"
 
     def desired(self, now: datetime) -> TargetSpec:
@@ -364,6 +379,10 @@ class Watchdog:
         the loop keeps probing and switching meanwhile, and starts no second restart.
         """
         self._reap_restart()
+        url = self.prober.proxy_url
+        interval = self.config.probes.interval + self.config.probes.timeout
+        self.hang.observe(self.prober.proxy_answered_at,
+                          lambda: proxy_pid(self.backend, url.host, url.port or 80), interval)
         route = self.state.route(PROXY_ROUTE)
         if circuit_of(route).usable:
             restarted = self.state.extra.pop("restarting", None)
@@ -375,8 +394,14 @@ class Watchdog:
             return
         # Only a proxy failing right now: one that answers again is left to prove itself
         # (half-open), never restarted in the middle of its recovery.
-        if (route.last_error_class not in RESTART_CLASSES
-                or route.consecutive_failures < self.config.hysteresis.failure_threshold):
+        if route.consecutive_failures < self.config.hysteresis.failure_threshold:
+            return
+        # Strong evidence only (issue 13, item 6); and never against a port's squatter.
+        gone = isinstance(self.backend, ProcessBackend) and self.backend.running_pid() is None
+        evidence = None if (route.last_message or "").startswith(FOREIGN_LISTENER) else (
+            self.hang.strong(self.prober.proxy_answered_at, gone=gone,
+                             refused=not port_listening(url.host, url.port or 80)))
+        if evidence is None:
             return
         # Restarts since the route last opened: reset only once the proxy is healthy again.
         streak = sum(1 for r in self.state.restarts
@@ -388,7 +413,7 @@ class Watchdog:
         self._crash_loop(verdict.crash_loop, verdict.reason, route.last_error_class)
         if not verdict.allowed:
             return
-        cause = CAUSE.get(route.last_error_class or "", "failed")
+        cause = evidence
         self.events.restart(cause, attempt=streak + 1, limit=self.config.restart.max_per_hour,
                             error_class=route.last_error_class)
         self.state.record_restart(now, reason=cause)
@@ -559,8 +584,12 @@ class Watchdog:
         self._adopt_agent_files()
         if not isinstance(self.backend, ProcessBackend):
             return
-        if (await self.prober.liveness()).ok:
+        alive = await self.prober.liveness()
+        if alive.ok:
             log.info("a proxy already answers at %s: not starting another", self.config.proxy.url)
+            return
+        if alive.detail.get("foreign_listener"):  # neither adopted nor fought: reported
+            self.events.error(f"LiteLLM not started: {alive.message}", target=PROXY_ROUTE)
             return
         try:
             done = await asyncio.to_thread(self.backend.start)

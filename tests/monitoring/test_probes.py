@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from monitoring.classify import ErrorClass, diagnose, redact
+from monitoring.classify import NOT_API, ErrorClass, diagnose, redact
 from monitoring.layout import layout
 from monitoring.probes import (
     PROXY_ROUTE,
@@ -24,9 +24,11 @@ from monitoring.probes import (
     parse_litellm_metrics,
 )
 from monitoring.stack import Stack
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.watchdog_config import Probes, ProviderSpec, ProxySpec, WatchdogConfig
 from tasks.render import watchdog as render_watchdog
 from tests.monitoring.conftest import PROBE_TIMEOUT_S, LiveStack
+from tests.support.fake_upstream import PORTAL_TITLE
+from tests.support.forward_proxy import ForwardProxy
 from tests.support.litellm_proxy import free_port
 
 T = TypeVar("T")
@@ -323,3 +325,110 @@ def test_no_probe_result_ever_holds_a_key(live: LiveStack) -> None:
         assert_no_secret(result, *wrong.values(), *live.secret_values())
     assert {r.error_class for r in results if r is not None and r.kind is ProbeKind.PROVIDER} \
         == {ErrorClass.AUTH}
+
+
+# --------------------------------------------------------------------------- what answers
+
+
+def test_an_html_page_is_not_the_api_and_is_diagnosed_as_such(live: LiveStack) -> None:
+    """Scenario C: a captive portal answers every path with a 200 HTML page."""
+    live.upstream("groq").set_fault("html")
+
+    async def probe(prober: Prober) -> tuple[ProbeResult, str]:
+        result = await prober.provider("groq")
+        return result, diagnose(result.error_class or ErrorClass.UNKNOWN,
+                                prober.diagnosis_inputs(result)).summary
+
+    result, summary = run(live, probe)
+    assert (result.ok, result.status, result.error_class) == (False, 200, ErrorClass.NETWORK)
+    assert result.message.startswith(NOT_API), result.message
+    assert PORTAL_TITLE in result.message
+    assert summary.startswith(f"groq {NOT_API}")
+    assert PORTAL_TITLE in summary
+
+
+def test_json_that_is_not_a_model_list_is_not_health() -> None:
+    """A 200 is health only with the body the API promises (no proxy needed: a raw server)."""
+    seen = classify_body_probe('{"status": "ok"}', "application/json")
+    assert seen.startswith(NOT_API)
+    assert "JSON without an OpenAI model list" in seen
+
+
+def classify_body_probe(body: str, content_type: str) -> str:
+    """The provider probe's verdict on a 200 with ``body``, from a one-shot loopback server."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        spec = ProviderSpec(name="groq", api_base=f"http://127.0.0.1:{server.server_port}/v1",
+                            api_key_env="K", models=[])
+        proxy = ProxySpec(url="http://127.0.0.1:1", master_key_env="M", version="1",
+                          metrics_path="/metrics/", models=[], config_path="c", command=[],
+                          env={}, systemd_unit=None, windows_task=None)
+        probes = Probes(interval=1, timeout=2, provider_interval=1, metrics_interval=1,
+                        completion_enabled=False, completion_interval=1, completion_model="m")
+
+        async def go() -> ProbeResult:
+            async with Prober(proxy, [spec], probes, env={"K": "k" * 12}) as prober:
+                return await prober.provider("groq")
+        result = asyncio.run(go())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not result.ok
+    return result.message
+
+
+# --------------------------------------------------------------------------- HTTP proxies
+
+PROXIED = "groq.proxied.test"  # resolves nowhere but in the forwarding proxy
+
+
+def _clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_provider_probes_honour_the_proxy_variables_and_loopback_stays_direct(
+        live: LiveStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    groq = next(p for p in live.config.providers if p.name == "groq")
+    api_base = groq.api_base.replace("127.0.0.1", PROXIED)
+    assert api_base != groq.api_base
+    config = live.config.model_copy(update={"providers": [
+        groq.model_copy(update={"api_base": api_base})]})
+
+    async def probes(prober: Prober) -> list[ProbeResult]:
+        return [await prober.provider("groq"), await prober.liveness(),
+                await prober.proxy_models()]
+
+    _clear_proxy_env(monkeypatch)
+    with ForwardProxy({PROXIED: "127.0.0.1"}) as forward:
+        monkeypatch.setenv("HTTP_PROXY", forward.url)
+        monkeypatch.setenv("HTTPS_PROXY", forward.url)
+        provider, alive, models = run(live, probes, config=config)
+        assert provider.ok, provider.message
+        assert alive.ok, "the proxy on loopback is reached directly"
+        assert models.ok
+        assert forward.requests == [("GET", f"{api_base}/models")]
+        assert live.upstream("groq").requests[-1].authorized
+
+        monkeypatch.setenv("NO_PROXY", PROXIED)  # now it must go direct, and cannot resolve
+        direct = run(live, lambda p: p.provider("groq"), config=config)
+        assert (direct.ok, direct.error_class) == (False, ErrorClass.NETWORK)
+        assert len(forward.requests) == 1

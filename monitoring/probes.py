@@ -62,7 +62,7 @@ __all__ = [
 
 #: The health route of the proxy itself (a provider's route is its name). Render writes the
 #: same value into each litellm target's ``route`` (tasks/render/watchdog.py).
-PROXY_ROUTE = "litellm"
+PROXY_ROUTE = metrics.PROXY_ROUTE
 
 
 #: A completion through the proxy waits on a real model; the probe timeout is sized for

@@ -347,10 +347,10 @@ class HangEvidence:
 
     def strong(self, answered_at: float | None, *, gone: bool, refused: bool) -> str | None:
         """The reason to restart, or None: gone, refusing, or silent and making no progress."""
-        if gone:
-            return "process gone"
         if refused:
             return "connection refused"
+        if gone:
+            return "process gone"
         silent = self.silent_for(answered_at)
         if silent < self.hang_after:
             return None

@@ -362,9 +362,9 @@ def classify_reply(status: int, body_text: str,
             "No deployments available" in message and "cooldown" in message):
         wait = f"{retry_after:g} s" if retry_after is not None else "the cooldown"
         return result(ErrorClass.UNKNOWN,
-                      f"LiteLLM cooldown: every deployment for this model is cooling down "
-                      f"(retry in {wait}); the error that caused it is hidden, probe the "
-                      f"provider directly", cooldown=True)
+                      f"{HIDDEN_BY_COOLDOWN}: every deployment for this model is cooling "
+                      f"down (retry in {wait}); probe the provider directly for the error",
+                      cooldown=True)
     if "Connection error" in message or exception == "APIConnectionError":
         return result(ErrorClass.NETWORK, f"upstream connection failed (HTTP {status}, "
                                           f"{exception or 'error'}: {core}){tail}")

@@ -69,6 +69,12 @@ PROXY_ROUTE = metrics.PROXY_ROUTE
 #: local, cheap endpoints, so the completion gets at least this long.
 MIN_COMPLETION_TIMEOUT_S = 15.0
 
+#: The exception class LiteLLM labels its own cooldown refusals with (a 429 it raises itself,
+#: without asking any upstream), and the status such a failure is counted under here: the
+#: upstream status that caused the cooldown when LiteLLM's cooled-down counter names one.
+LITELLM_COOLDOWN_EXCEPTION = "RouterRateLimitError"
+COOLDOWN_STATUS = "cooldown"
+
 #: LiteLLM deployment states (``litellm_deployment_state``).
 HEALTHY, PARTIAL, OUTAGE = 0, 1, 2
 
@@ -150,6 +156,17 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
         if model_id and group in alias_set:
             group_of_id.setdefault(model_id, group)
 
+    # Why each group's deployments cooled down (the upstream status LiteLLM recorded), so a
+    # cooldown refusal counts as the provider's real error, never as a rate limit (issue 11,
+    # item 3: an upstream 503 was reported as "rate limited").
+    cooldown_causes: dict[str, dict[str, float]] = {}
+    for s in samples:
+        if s.name == metrics.LITELLM_COOLED_DOWN:
+            group = group_of_id.get(s.labels.get("model_id", ""),
+                                    s.labels.get("litellm_model_name", ""))
+            _add(cooldown_causes.setdefault(group, {}), s.labels.get("exception_status", ""),
+                 s.value)
+
     current: dict[str, int] = {}
     stale: dict[str, int] = {}
     failures: dict[tuple[str, str], float] = {}
@@ -173,7 +190,11 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             target[group] = max(target.get(group, HEALTHY), int(s.value))
         elif s.name == metrics.LITELLM_FAILURES:
             group = labels.get("model_group") or labels.get("requested_model", "")
-            _add(failures, (group, labels.get("exception_status", "")), s.value)
+            status = labels.get("exception_status", "")
+            if labels.get("exception_class") == LITELLM_COOLDOWN_EXCEPTION:
+                causes = {k: v for k, v in cooldown_causes.get(group, {}).items() if k}
+                status = max(causes, key=lambda k: causes[k]) if causes else COOLDOWN_STATUS
+            _add(failures, (group, status), s.value)
         elif s.name == metrics.LITELLM_SUCCESSES:
             _add(successes, labels.get("model_group") or labels.get("requested_model", ""),
                  s.value)

@@ -39,6 +39,7 @@ from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
 from monitoring.classify import (
     FOREIGN_LISTENER,
+    HIDDEN_BY_COOLDOWN,
     ErrorClass,
     diagnose,
     event_cause,
@@ -49,7 +50,14 @@ from monitoring.degraded_cache import DegradedCache
 from monitoring.events import EventKind, EventLog, append_line
 from monitoring.exporter import Exporter
 from monitoring.kill_switch import KillSwitch
-from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
+from monitoring.probes import (
+    COOLDOWN_STATUS,
+    PROXY_ROUTE,
+    ProbeKind,
+    Prober,
+    ProbeResult,
+    class_of_status,
+)
 from monitoring.recovery import Backend, HangEvidence, ProcessBackend, RestartGate, proxy_pid
 from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
@@ -197,10 +205,12 @@ class Watchdog:
                     for status, n in group["statuses"].items():
                         statuses[status] = statuses.get(status, 0.0) + n
                 worst = max(statuses, key=lambda k: statuses[k])
+                why = (f"{HIDDEN_BY_COOLDOWN}: " if worst == COOLDOWN_STATUS else "")
+                what = "" if why else f" (upstream status {worst})"
                 out.append(ProbeResult(
                     provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
-                    class_of_status(worst), f"{failed:g} requests failed through the proxy "
-                    f"(upstream status {worst})"))
+                    class_of_status(worst), f"{why}{failed:g} requests failed through the "
+                    f"proxy{what}"))
         return out
 
     async def _probe_proxy(self) -> ProbeResult:

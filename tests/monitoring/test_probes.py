@@ -17,10 +17,12 @@ import pytest
 from monitoring.classify import NOT_API, ErrorClass, diagnose, redact
 from monitoring.layout import layout
 from monitoring.probes import (
+    COOLDOWN_STATUS,
     PROXY_ROUTE,
     ProbeKind,
     Prober,
     ProbeResult,
+    class_of_status,
     parse_litellm_metrics,
 )
 from monitoring.stack import Stack
@@ -278,6 +280,36 @@ def test_metrics_state_prefers_the_series_litellm_resets() -> None:
                                  {"groq-70b": "llama-3.3-70b-versatile", "gpt-4": "gpt-4"})
     assert snap.states == {"groq-70b": 0, "gpt-4": 2}
     assert snap.cooled_down == {"groq-70b": 3.0}
+
+
+#: LiteLLM 1.108.7's own lines after an upstream 500 cooled both gpt-4 deployments down and two
+#: more requests were refused by the cooldown (measured against the session proxy).
+COOLDOWN_EXPOSITION = "\n".join([
+    "# TYPE litellm_deployment_cooled_down counter",
+    'litellm_deployment_cooled_down_total{api_base="b",api_provider="openai",'
+    'exception_status="503",litellm_model_name="gpt-4",model_id="cc"} 1.0',
+    "# TYPE litellm_deployment_failure_responses counter",
+    'litellm_deployment_failure_responses_total{api_base="b",api_provider="openai",'
+    'exception_class="Openai.ServiceUnavailableError",exception_status="503",'
+    'litellm_model_name="gpt-4",model_group="gpt-4",model_id="cc",requested_model="gpt-4"} 1.0',
+    'litellm_deployment_failure_responses_total{api_base="",api_provider="",'
+    'exception_class="RouterRateLimitError",exception_status="429",litellm_model_name="",'
+    'model_group="gpt-4",model_id="",requested_model="gpt-4"} 2.0',
+    'litellm_deployment_failure_responses_total{api_base="",api_provider="",'
+    'exception_class="RouterRateLimitError",exception_status="429",litellm_model_name="",'
+    'model_group="gemini-pro",model_id="",requested_model="gemini-pro"} 4.0',
+])
+
+
+def test_a_cooldown_refusal_counts_as_the_upstream_error_never_as_a_rate_limit() -> None:
+    """Issue 11, item 3: LiteLLM's own cooldown 429 is not the provider's. The real status
+    comes from the cooled-down counter; where none is known, it is "hidden", not "rate"."""
+    snap = parse_litellm_metrics(COOLDOWN_EXPOSITION, ["gpt-4", "gemini-pro"],
+                                 {"gpt-4": "gpt-4", "gemini-pro": "gemini-2.5-pro"})
+    assert snap.failures == {("gpt-4", "503"): 3.0, ("gemini-pro", COOLDOWN_STATUS): 4.0}
+    assert class_of_status("503") is ErrorClass.SERVER
+    assert class_of_status(COOLDOWN_STATUS) is ErrorClass.UNKNOWN
+    assert all(status != "429" for _, status in snap.failures)
 
 
 # --------------------------------------------------------------------------- completion

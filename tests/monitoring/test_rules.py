@@ -105,14 +105,7 @@ def test_one_group_with_every_alert(stack: Stack) -> None:
 
 
 def _selector_names(expr: str) -> list[str | None]:
-    names: list[str | None] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            names.append(node.name)
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
+    return [selector.name for selector in _selectors(expr)]
 
 
 KNOWN_METRICS = {spec.name for spec in metrics.WATCHDOG_METRICS} | set(metrics.LITELLM_METRICS)
@@ -590,17 +583,26 @@ def test_the_runbook_expression_would_fire_at_exactly_n(stack: Stack, scrape: Sc
                                                         tmp_path: Path) -> None:
     """Evidence for the floor: with the runbook's bare comparison the offset case fires."""
     n = stack.alerts.high_fallback_rate_per_hour
-    data = rules.build(stack)
-    for rule in data["groups"][0]["rules"]:
-        if rule["alert"] == rules.HIGH_FALLBACK_RATE:
-            rule["expr"] = f"{RAW_FALLBACK_SUM} > {n}"
-    tests = rule_tests(stack, scrape)
-    tests["tests"] = [fallback_offset_scenario(stack, scrape)]
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=10**6))
-    result = run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
+    result = promtool_with_expr(stack, rules.HIGH_FALLBACK_RATE, f"{RAW_FALLBACK_SUM} > {n}",
+                                fallback_offset_scenario(stack, scrape), tmp_path)
     assert result.returncode != 0
     assert f"alertname: {rules.HIGH_FALLBACK_RATE}," in result.stdout + result.stderr
+
+
+def promtool_with_expr(stack: Stack, alert: str, expr: str, scenario: dict[str, Any],
+                       tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of one scenario against the rules with ``alert``'s expression
+    replaced by ``expr`` (the evidence that a generated test catches that expression)."""
+    data = rules.build(stack)
+    for rule in data["groups"][0]["rules"]:
+        if rule["alert"] == alert:
+            rule["expr"] = expr
+    tests = {"rule_files": ["rules.yml"],
+             "evaluation_interval": prom_duration(stack.prometheus.evaluation_interval),
+             "tests": [scenario]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=10**6))
+    return run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
 
 
 # --------------------------------------------------------------------------- the exporter
@@ -611,15 +613,9 @@ def test_the_old_all_providers_down_never_fires_on_the_real_series(
     """Evidence for item 10: ``sum(provider_health_status) == 0`` counts the proxy's series
     and stays silent with every provider down; with the exporter's real series the generated
     test catches it."""
-    data = rules.build(stack)
-    for rule in data["groups"][0]["rules"]:
-        if rule["alert"] == rules.ALL_PROVIDERS_DOWN:
-            rule["expr"] = f"sum({metrics.HEALTH.name}) == 0"
-    tests = rule_tests(stack, scrape)
-    tests["tests"] = [provider_scenario(stack, scrape)]
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=10**6))
-    result = run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
+    result = promtool_with_expr(stack, rules.ALL_PROVIDERS_DOWN,
+                                f"sum({metrics.HEALTH.name}) == 0",
+                                provider_scenario(stack, scrape), tmp_path)
     assert result.returncode != 0
     assert f"alertname: {rules.ALL_PROVIDERS_DOWN}," in result.stdout + result.stderr
 

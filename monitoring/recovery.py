@@ -345,6 +345,16 @@ class HangEvidence:
         while len(self._samples) >= 2 and self._samples[1][0] <= now - self.hang_after:
             self._samples.popleft()
 
+    def progressing(self, window: float) -> bool:
+        """Whether the silent proxy used CPU within the last ``window`` seconds (busy)."""
+        if len(self._samples) < 2:
+            return False
+        now = self._clock()
+        recent = [cpu for t, cpu in self._samples if t >= now - window]
+        older = [cpu for t, cpu in self._samples if t < now - window]
+        base = older[-1] if older else self._samples[0][1]
+        return bool(recent) and recent[-1] - base >= CPU_PROGRESS_S
+
     def strong(self, answered_at: float | None, *, gone: bool, refused: bool) -> str | None:
         """The reason to restart, or None: gone, refusing, or silent and making no progress."""
         if refused:

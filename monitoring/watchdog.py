@@ -244,12 +244,15 @@ class Watchdog:
                 return  # not a failure yet: no fallback, no alert for a proxy still starting
             if result.error_class is not ErrorClass.TIMEOUT:
                 self._slow_since = None
-            elif self._slow_since is None or self.mono() - self._slow_since < (
-                    self.config.restart.hang_after / 2):
-                # Slow is not failed: the agents leave a silent proxy after half of
-                # hang_after, a refusing one at once (issue 13, item 6).
+            else:
+                # Slow is not failed (issue 13, item 6): the agents leave a refusing proxy at
+                # once, a silent one making no progress after half of hang_after, a silent
+                # one busy on CPU (a blocking request, a loaded machine) after hang_after.
                 self._slow_since = self._slow_since or self.mono()
-                return
+                half = self.config.restart.hang_after / 2
+                grace = 2 * half if self.hang.progressing(half) else half
+                if self.mono() - self._slow_since < grace:
+                    return
         route = self.state.route(result.route)
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)

@@ -206,6 +206,15 @@ def test_busy_then_stuck_is_hung_once_a_whole_window_made_no_progress() -> None:
     assert evidence.strong(answered, gone=False, refused=False) is not None
 
 
+def test_progress_is_cpu_used_in_the_recent_window() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 12, burn=0.3)
+    assert evidence.progressing(10.0)
+    _silence(evidence, clock, cpu, 11, burn=0.0)
+    assert not evidence.progressing(10.0)
+
+
 def test_a_refused_port_or_a_gone_process_needs_no_wait() -> None:
     clock, cpu = Clock(), {7: 5.0}
     evidence = _watch(cpu, clock)

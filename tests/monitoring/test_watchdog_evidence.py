@@ -351,8 +351,12 @@ async def test_saturated_cpus_while_the_proxy_streams_cause_no_restart_and_no_sw
                 load.wait()
             stop.set()
             await asyncio.to_thread(streams.join, 90)
-        assert backend.restarts == 0
-        assert dog.state.switches == []
+        log = Path(config.paths.event_log)
+        events = log.read_text() if log.exists() else ""
+        routes = {name: (r.state, r.last_error_class, r.last_message)
+                  for name, r in dog.state.routes.items()}
+        assert backend.restarts == 0, events
+        assert dog.state.switches == [], (events, routes)
     assert len(done) >= 5, "answers were streamed during the load"
     assert set(done) == {200}, done
     text = Path(config.paths.event_log).read_text() if Path(

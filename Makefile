@@ -10,8 +10,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= inventory/stack.yaml
-# Debian tools the tests run for real (promtool, amtool, systemd-analyze).
-APT_TOOLS := prometheus prometheus-alertmanager systemd
+# Debian tools the tests run for real (promtool, amtool, systemd-analyze; stress-ng loads the
+# CPUs in the busy-proxy test).
+APT_TOOLS := prometheus prometheus-alertmanager systemd stress-ng
 
 INVENTORY ?= inventory/local.py
 # The watchdog's CLI as the deploy installed it on this machine.

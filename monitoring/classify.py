@@ -55,14 +55,18 @@ __all__ = [
     "diagnose",
     "diagnose_auth",
     "diagnose_config",
+    "diagnose_foreign_listener",
     "diagnose_network",
+    "diagnose_not_api",
     "diagnose_rate",
     "diagnose_server",
     "diagnose_timeout",
     "diagnose_unknown",
     "env_present",
+    "event_cause",
     "installed_version",
     "log_tail",
+    "not_api_reply",
     "parse_retry_after",
     "port_listening",
     "process_alive",
@@ -146,6 +150,31 @@ _INFO: dict[ErrorClass, _ClassInfo] = {
     ErrorClass.UNKNOWN: _ClassInfo(
         "3", "Unknown", Action.FALLBACK, "fall back, then read the proxy log"),
 }
+
+
+#: A reply that is not the API's (an HTML page, a redirect to a login page): the network path
+#: ends at something else, typically a captive portal or an intercepting proxy.
+NOT_API = "answers, but not with the API: a captive portal or proxy?"
+#: The proxy port is held by a process that is not the watchdog's proxy (no key is sent).
+FOREIGN_LISTENER = "port held by another process"
+#: LiteLLM's own cooldown 429 stands in for the upstream's real error, which it hides.
+HIDDEN_BY_COOLDOWN = "unknown, hidden by LiteLLM's cooldown"
+
+#: What an event line says for a failure whose message starts with one of these (the
+#: class's generic wording, "connection refused" or "model not found", would be untrue).
+_EVENT_CAUSES: dict[str, str | None] = {
+    NOT_API: "answering with something other than the API (a captive portal or proxy?)",
+    FOREIGN_LISTENER: None,  # None: the message itself, which names the process
+    HIDDEN_BY_COOLDOWN: "failing with an error hidden by LiteLLM's cooldown",
+}
+
+
+def event_cause(message: str | None) -> str | None:
+    """The event wording for a failure ``message`` that has a cause of its own, else None."""
+    for prefix, wording in _EVENT_CAUSES.items():
+        if message and message.startswith(prefix):
+            return wording or message
+    return None
 
 
 # --------------------------------------------------------------------------- redaction
@@ -333,9 +362,9 @@ def classify_reply(status: int, body_text: str,
             "No deployments available" in message and "cooldown" in message):
         wait = f"{retry_after:g} s" if retry_after is not None else "the cooldown"
         return result(ErrorClass.UNKNOWN,
-                      f"LiteLLM cooldown: every deployment for this model is cooling down "
-                      f"(retry in {wait}); the error that caused it is hidden, probe the "
-                      f"provider directly", cooldown=True)
+                      f"{HIDDEN_BY_COOLDOWN}: every deployment for this model is cooling "
+                      f"down (retry in {wait}); probe the provider directly for the error",
+                      cooldown=True)
     if "Connection error" in message or exception == "APIConnectionError":
         return result(ErrorClass.NETWORK, f"upstream connection failed (HTTP {status}, "
                                           f"{exception or 'error'}: {core}){tail}")
@@ -356,6 +385,43 @@ def classify_reply(status: int, body_text: str,
     if cls is ErrorClass.RATE and retry_after is not None:
         text += f" (retry after {retry_after:g} s)"
     return result(cls, text)
+
+
+_HTML_START = re.compile(r"^\s*(<!doctype\s+html|<html|<head|<body|<\?xml|<!--)", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def body_kind(body_text: str, headers: Mapping[str, str] | httpx.Headers | None) -> str:
+    """What a reply body is, in a few words: ``an HTML page titled 'Log in'``, ``text/plain``."""
+    ctype = _lower(headers).get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml") or _HTML_START.match(body_text[:512]):
+        title = _TITLE.search(body_text[:65536])
+        name = " ".join(title.group(1).split())[:60] if title else ""
+        return f"an HTML page titled {name!r}" if name else "an HTML page"
+    return ctype or "a body without a content type"
+
+
+def not_api_reply(status: int, body_text: str,
+                  headers: Mapping[str, str] | httpx.Headers | None = None,
+                  secrets: Iterable[str] = ()) -> str | None:
+    """The :data:`NOT_API` message when a reply cannot be the API's, else None.
+
+    An OpenAI-compatible API answers JSON, errors included, and never redirects its API
+    paths; an HTML page or a redirect (to a login page) on one comes from whatever sits in the
+    path: a captive portal, a login proxy, another web server. A 5xx HTML page is left to the
+    server class: CDNs in front of real providers send those during outages.
+    """
+    heads = _lower(headers)
+    if 300 <= status < 400:
+        where = urlsplit(heads.get("location", "")).hostname
+        return _short(f"{NOT_API} (HTTP {status}, a redirect"
+                      f"{f' to {where}' if where else ''})", secrets)
+    if status >= 500:
+        return None
+    kind = body_kind(body_text, headers)
+    if not kind.startswith("an HTML page"):
+        return None
+    return _short(f"{NOT_API} (HTTP {status}, {kind})", secrets)
 
 
 def classify_response(status: int, body_text: str,
@@ -572,6 +638,29 @@ def diagnose_network(url: str, *, pid: int | None = None, timeout: float = 0.5) 
     return _diagnosis(ErrorClass.NETWORK, checks, summary, step)
 
 
+def diagnose_not_api(url: str, message: str, *, who: str = "the provider") -> Diagnosis:
+    """A reply that is not the API's (a captive portal, a login proxy): not a dead host."""
+    host, port = _host_port(url)
+    checks = [Check("port listening", True, f"{host}:{port} accepts connections"),
+              Check("answers with the API", False, message.removeprefix(NOT_API).strip(" ()"))]
+    return _diagnosis(ErrorClass.NETWORK, checks, f"{who} {message}",
+                      f"open {url} in a browser (a portal wants a log-in), or set "
+                      "HTTPS_PROXY/NO_PROXY for the proxy and the watchdog")
+
+
+def diagnose_foreign_listener(url: str, message: str) -> Diagnosis:
+    """The proxy port held by a process that is not ours: no key went to it, nothing killed."""
+    host, port = _host_port(url)
+    holder = message.removeprefix(FOREIGN_LISTENER).lstrip(": ")
+    checks = [Check("port listening", True, f"{host}:{port} accepts connections"),
+              Check("listener is the proxy", False, holder),
+              Check("master key withheld", True, "no keyed request was sent to it")]
+    return _diagnosis(ErrorClass.NETWORK, checks,
+                      f"another process holds {host}:{port}: {holder}; no key was sent to it",
+                      "find out why it holds the port, stop it or move it, then restart the "
+                      "proxy (the watchdog kills nothing it does not own)")
+
+
 def diagnose_auth(key_env: str, *, env: Mapping[str, str] | None = None,
                   accepted: bool | None = None, provider: str = "the provider") -> Diagnosis:
     """2B: is the key's variable set (presence only, never the value), and is it accepted?
@@ -712,6 +801,10 @@ class DiagnosisInputs:
 def diagnose(error_class: ErrorClass, inputs: DiagnosisInputs) -> Diagnosis:
     """Run the runbook phase (2A-2F) for ``error_class`` with what the watchdog knows."""
     i = inputs
+    if i.message.startswith(NOT_API):
+        return diagnose_not_api(i.url, i.message, who=i.provider)
+    if i.message.startswith(FOREIGN_LISTENER):
+        return diagnose_foreign_listener(i.url, i.message)
     if error_class is ErrorClass.NETWORK:
         return diagnose_network(i.url, pid=i.pid)
     if error_class is ErrorClass.AUTH:

@@ -26,6 +26,10 @@ class MetricSpec:
         return self.name + suffix
 
 
+#: The ``provider`` label value of the proxy's own series of the per-route metrics
+#: (provider_health_status and friends): the proxy is a route, but not a provider.
+PROXY_ROUTE = "litellm"
+
 # --- the runbook's (8.1) -------------------------------------------------------------------
 FALLBACK_EVENTS = MetricSpec(
     "provider_fallback_events_total", "counter", "Total number of fallback events",

@@ -37,13 +37,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import metrics
 from monitoring.classify import (
+    FOREIGN_LISTENER,
+    NOT_API,
     DiagnosisInputs,
     ErrorClass,
+    body_kind,
     classify_exception,
     classify_reply,
     env_present,
+    not_api_reply,
     redact,
 )
+from monitoring.listener import foreign_listener, is_loopback
 from monitoring.watchdog_config import Probes, ProviderSpec, ProxySpec, WatchdogConfig
 
 __all__ = [
@@ -57,12 +62,18 @@ __all__ = [
 
 #: The health route of the proxy itself (a provider's route is its name). Render writes the
 #: same value into each litellm target's ``route`` (tasks/render/watchdog.py).
-PROXY_ROUTE = "litellm"
+PROXY_ROUTE = metrics.PROXY_ROUTE
 
 
 #: A completion through the proxy waits on a real model; the probe timeout is sized for
 #: local, cheap endpoints, so the completion gets at least this long.
 MIN_COMPLETION_TIMEOUT_S = 15.0
+
+#: The exception class LiteLLM labels its own cooldown refusals with (a 429 it raises itself,
+#: without asking any upstream), and the status such a failure is counted under here: the
+#: upstream status that caused the cooldown when LiteLLM's cooled-down counter names one.
+LITELLM_COOLDOWN_EXCEPTION = "RouterRateLimitError"
+COOLDOWN_STATUS = "cooldown"
 
 #: LiteLLM deployment states (``litellm_deployment_state``).
 HEALTHY, PARTIAL, OUTAGE = 0, 1, 2
@@ -145,6 +156,17 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
         if model_id and group in alias_set:
             group_of_id.setdefault(model_id, group)
 
+    # Why each group's deployments cooled down (the upstream status LiteLLM recorded), so a
+    # cooldown refusal counts as the provider's real error, never as a rate limit (issue 11,
+    # item 3: an upstream 503 was reported as "rate limited").
+    cooldown_causes: dict[str, dict[str, float]] = {}
+    for s in samples:
+        if s.name == metrics.LITELLM_COOLED_DOWN:
+            group = group_of_id.get(s.labels.get("model_id", ""),
+                                    s.labels.get("litellm_model_name", ""))
+            _add(cooldown_causes.setdefault(group, {}), s.labels.get("exception_status", ""),
+                 s.value)
+
     current: dict[str, int] = {}
     stale: dict[str, int] = {}
     failures: dict[tuple[str, str], float] = {}
@@ -168,7 +190,11 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             target[group] = max(target.get(group, HEALTHY), int(s.value))
         elif s.name == metrics.LITELLM_FAILURES:
             group = labels.get("model_group") or labels.get("requested_model", "")
-            _add(failures, (group, labels.get("exception_status", "")), s.value)
+            status = labels.get("exception_status", "")
+            if labels.get("exception_class") == LITELLM_COOLDOWN_EXCEPTION:
+                causes = {k: v for k, v in cooldown_causes.get(group, {}).items() if k}
+                status = max(causes, key=lambda k: causes[k]) if causes else COOLDOWN_STATUS
+            _add(failures, (group, status), s.value)
         elif s.name == metrics.LITELLM_SUCCESSES:
             _add(successes, labels.get("model_group") or labels.get("requested_model", ""),
                  s.value)
@@ -231,11 +257,18 @@ class Prober:
         self.upstream_models = dict(upstream_models or {})
         self._env = env
         self._own_client = client is None
-        # No retries and no redirects (the config names final paths, e.g. /metrics/, so a
-        # redirect is a finding, not something to follow); keep-alive: one round trip a probe.
+        # No retries (httpx's default transport makes none) and no redirects (the config
+        # names final paths, e.g. /metrics/, so a redirect is a finding, not something to
+        # follow); keep-alive: one round trip a probe. HTTP(S)_PROXY/NO_PROXY are honoured
+        # as LiteLLM honours them, or behind a corporate proxy the direct probes would fail
+        # where the proxy succeeds; loopback (the proxy itself) is always reached directly.
         self.client = client or httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(retries=0), follow_redirects=False,
+            follow_redirects=False, trust_env=True,
+            mounts=direct_mounts([proxy.url, *(p.api_base for p in providers)]),
             headers={"User-Agent": "provider-fallback-watchdog"})
+        #: time.monotonic() of the proxy's last reply of any kind (an error status counts: it
+        #: answered). The restart rule tells a slow proxy from a hung one by it.
+        self.proxy_answered_at: float | None = None
         base = {kind: probes.timeout for kind in ProbeKind}
         base[ProbeKind.COMPLETION] = max(probes.timeout, MIN_COMPLETION_TIMEOUT_S)
         self.timeouts: dict[ProbeKind, float] = {**base, **(timeouts or {})}
@@ -287,6 +320,8 @@ class Prober:
                 response = await self.client.request(method, url, headers=headers,
                                                      json=json_body, timeout=timeout)
                 latency = time.monotonic() - started
+                if route == PROXY_ROUTE:
+                    self.proxy_answered_at = time.monotonic()
                 return await judge(response, latency)
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             latency = time.monotonic() - started
@@ -298,6 +333,12 @@ class Prober:
 
     def _failed(self, route: str, kind: ProbeKind, response: httpx.Response, latency: float,
                 detail: Mapping[str, Any] | None = None) -> ProbeResult:
+        not_api = not_api_reply(response.status_code, response.text, response.headers,
+                                self._secrets())
+        if not_api is not None:
+            return ProbeResult(route, kind, False, latency, response.status_code,
+                               ErrorClass.NETWORK, not_api, None, {**(detail or {}),
+                                                                   "not_api": True})
         c = classify_reply(response.status_code, response.text, response.headers,
                            self._secrets())
         return ProbeResult(route, kind, False, latency, response.status_code,
@@ -312,10 +353,36 @@ class Prober:
         return ProbeResult(route, kind, False, 0.0, None, ErrorClass.AUTH,
                            f"{name} is not set", None, {"key_env": name, "key_present": False})
 
+    @property
+    def proxy_url(self) -> httpx.URL:
+        return httpx.URL(self.proxy.url)
+
+    def foreign_proxy(self, kind: ProbeKind) -> ProbeResult | None:
+        """A failed result when the proxy port is held by a process that is not our proxy.
+
+        Checked before every request to the proxy port, so the master key never goes to a
+        squatter (security review H1) and its answers are never read as the proxy's. A proxy
+        URL that is not on loopback cannot be checked from here and is trusted.
+        """
+        parts = httpx.URL(self.proxy.url)
+        if not is_loopback(parts.host):
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        holder = foreign_listener(parts.host, port, match=self.proxy.config_path)
+        if holder is None:
+            return None
+        return ProbeResult(PROXY_ROUTE, kind, False, 0.0, None, ErrorClass.NETWORK,
+                           redact(f"{FOREIGN_LISTENER}: {holder.describe()}"), None,
+                           {"foreign_listener": holder.describe(), "pid": holder.pid,
+                            "uid": holder.uid})
+
     # -- the probes
 
     async def liveness(self) -> ProbeResult:
         """Is the proxy process up and serving? (``/health/liveliness``, no upstream call)."""
+        foreign = self.foreign_proxy(ProbeKind.LIVENESS)
+        if foreign is not None:
+            return foreign
         url = self.proxy.url + self.proxy.liveliness_path
 
         async def judge(response: httpx.Response, latency: float) -> ProbeResult:
@@ -331,6 +398,9 @@ class Prober:
         key = self._secret(self.proxy.master_key_env)
         if key is None:
             return self._missing_key(PROXY_ROUTE, ProbeKind.MODELS, self.proxy.master_key_env)
+        foreign = self.foreign_proxy(ProbeKind.MODELS)
+        if foreign is not None:
+            return foreign
         url = self.proxy.url + self.proxy.models_path
 
         async def judge(response: httpx.Response, latency: float) -> ProbeResult:
@@ -378,11 +448,19 @@ class Prober:
                 return self._failed(spec.name, ProbeKind.PROVIDER, response, latency,
                                     {"key_env": spec.api_key_env, "key_present": True})
             offered = _model_ids(response)
-            wanted = {alias: self.upstream_models[alias] for alias in spec.models
-                      if alias in self.upstream_models}
             detail: dict[str, Any] = {"key_env": spec.api_key_env, "key_present": True,
                                       "offered": None if offered is None else len(offered)}
-            if offered is not None and wanted:
+            if offered is None:  # a 200 is health only with the body the API promises
+                what = body_kind(response.text, response.headers)
+                if what.startswith("application/json"):
+                    what = "JSON without an OpenAI model list"
+                return ProbeResult(spec.name, ProbeKind.PROVIDER, False, latency, 200,
+                                   ErrorClass.NETWORK,
+                                   redact(f"{NOT_API} (HTTP 200, {what})", self._secrets()),
+                                   None, {**detail, "not_api": True})
+            wanted = {alias: self.upstream_models[alias] for alias in spec.models
+                      if alias in self.upstream_models}
+            if wanted:
                 have = {_norm(m) for m in offered}
                 gone = sorted(a for a, m in wanted.items() if _norm(m) not in have)
                 detail["missing"] = gone
@@ -410,6 +488,9 @@ class Prober:
         LiteLLM updates these metrics in callbacks after it has replied, so they lag a reply by
         a little: a consumer reads them on a slow cadence, never to judge one request.
         """
+        foreign = self.foreign_proxy(ProbeKind.METRICS)
+        if foreign is not None:
+            return foreign
         url = self.proxy.url + self.proxy.metrics_path
         key = self._secret(self.proxy.master_key_env)
 
@@ -443,6 +524,9 @@ class Prober:
         key = self._secret(self.proxy.master_key_env)
         if key is None:
             return self._missing_key(PROXY_ROUTE, ProbeKind.COMPLETION, self.proxy.master_key_env)
+        foreign = self.foreign_proxy(ProbeKind.COMPLETION)
+        if foreign is not None:
+            return foreign
         url = self.proxy.url + "/v1/chat/completions"
         body = {"model": model, "max_tokens": 1,
                 "messages": [{"role": "user", "content": "Reply with one word: ok"}],
@@ -505,6 +589,21 @@ class Prober:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def direct_mounts(urls: Sequence[str]) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """httpx mounts that reach every loopback host directly, whatever the proxy variables say.
+
+    Given no ``transport``, httpx applies HTTP(S)_PROXY/ALL_PROXY/NO_PROXY itself; a mount
+    for a host wins over them. ``localhost``, 127.0.0.1 and ::1 always, plus any other
+    loopback address the config names (127.0.0.2, ...).
+    """
+    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    for url in urls:
+        host = httpx.URL(url).host
+        if host and is_loopback(host):
+            hosts.add(f"[{host}]" if ":" in host else host)
+    return {f"all://{host}": httpx.AsyncHTTPTransport() for host in sorted(hosts)}
 
 
 def _model_ids(response: httpx.Response) -> list[str] | None:

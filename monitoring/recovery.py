@@ -15,16 +15,24 @@ Three backends, chosen at start-up by what the host has:
 doubling up to ``backoff_max``), never while a restarted proxy is still inside its
 ``startup_timeout``, and at most ``max_per_hour``; past that the watchdog is in the crash-loop
 state, stops restarting and says so until the proxy is healthy again.
+
+:class:`HangEvidence` decides whether a restart is deserved at all (issue 13, item 6): a proxy
+is restarted only when its process is gone, its port refuses connections, or it has answered
+nothing for ``hang_after`` AND its CPU time has not moved over that time. A busy proxy (a
+request blocking its event loop for seconds, both cores saturated) keeps using CPU and is left
+alone; a hung one (deadlocked, stopped) makes no progress.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from monitoring.atomic import atomic_write
+from monitoring.listener import cpu_seconds, pid_listening
 from monitoring.state import WatchdogState
 from monitoring.watchdog_config import ProxySpec, Restart, WatchdogConfig
 
@@ -196,6 +205,10 @@ class ProcessBackend:
         for sig, wait in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)):
             try:
                 os.kill(pid, sig)
+                if sig == signal.SIGTERM and sys.platform != "win32":
+                    # A stopped (SIGSTOP) process acts on SIGTERM only once continued, as
+                    # systemd does it: otherwise a hung proxy costs the whole stop_timeout.
+                    os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 break
             if self._wait_gone(pid, wait):
@@ -277,3 +290,97 @@ class RestartGate:
                 return Verdict(False, f"waiting {(ready - now).total_seconds():.0f} s "
                                       "(backoff and start-up time)")
         return Verdict(True, "allowed")
+
+
+# --------------------------------------------------------------------------- whether
+
+
+#: CPU seconds under which a process counts as having made no progress (clock-tick noise).
+CPU_PROGRESS_S = 0.02
+
+
+class HangEvidence:
+    """Whether a proxy that fails its probes deserves a restart, from strong evidence only.
+
+    :meth:`observe` runs every tick with the time of the proxy's last reply of any kind; while
+    the proxy is silent it samples the CPU time of the process behind the port, keeping just
+    enough samples to look ``hang_after`` back. :meth:`strong` gives the reason for a restart,
+    or None for a proxy that is merely slow or busy.
+    """
+
+    def __init__(self, hang_after: float, *,
+                 cpu: Callable[[int], float | None] = cpu_seconds,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.hang_after = hang_after
+        self._cpu = cpu
+        self._clock = clock
+        self._since = clock()  # a watchdog that starts next to a hung proxy counts from here
+        self._pid: int | None = None
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def silent_for(self, answered_at: float | None) -> float:
+        """Seconds since the proxy last answered (or since this watchdog started)."""
+        last = max(answered_at, self._since) if answered_at is not None else self._since
+        return max(0.0, self._clock() - last)
+
+    def observe(self, answered_at: float | None, pid: Callable[[], int | None],
+                quiet_after: float) -> None:
+        """Sample the proxy's CPU time while it has been silent for ``quiet_after`` seconds;
+        forget the samples once it answers. ``pid`` is called only while it is silent (finding
+        the process behind a port walks the process table)."""
+        now = self._clock()
+        if self.silent_for(answered_at) < quiet_after:
+            self._samples.clear()
+            return
+        current = pid()
+        if current != self._pid:
+            self._pid = current
+            self._samples.clear()
+        used = self._cpu(current) if current is not None else None
+        if used is None:
+            self._samples.clear()
+            return
+        self._samples.append((now, used))
+        # Keep the newest sample at least hang_after old as the baseline, and what follows.
+        while len(self._samples) >= 2 and self._samples[1][0] <= now - self.hang_after:
+            self._samples.popleft()
+
+    def progressing(self, window: float) -> bool:
+        """Whether the silent proxy used CPU within the last ``window`` seconds (busy)."""
+        if len(self._samples) < 2:
+            return False
+        now = self._clock()
+        recent = [cpu for t, cpu in self._samples if t >= now - window]
+        older = [cpu for t, cpu in self._samples if t < now - window]
+        base = older[-1] if older else self._samples[0][1]
+        return bool(recent) and recent[-1] - base >= CPU_PROGRESS_S
+
+    def strong(self, answered_at: float | None, *, gone: bool, refused: bool) -> str | None:
+        """The reason to restart, or None: gone, refusing, or silent and making no progress."""
+        if refused:
+            return "connection refused"
+        if gone:
+            return "process gone"
+        silent = self.silent_for(answered_at)
+        if silent < self.hang_after:
+            return None
+        if self._pid is None or not self._samples:
+            # Nothing to tell busy from hung (the process is not visible to this user): the
+            # silence alone, past hang_after, is the evidence.
+            return f"hung: no answer for {silent:.0f} s"
+        now = self._clock()
+        base_t, base_cpu = self._samples[0]
+        last_t, last_cpu = self._samples[-1]
+        if base_t > now - self.hang_after + 1e-6:
+            return None  # not watched for a whole hang_after yet
+        if last_cpu - base_cpu >= CPU_PROGRESS_S:
+            return None  # busy, not hung: it used CPU in the window
+        return (f"hung: no answer for {silent:.0f} s and {last_cpu - base_cpu:.2f} s of CPU "
+                f"in the last {math.floor(last_t - base_t):.0f} s")
+
+
+def proxy_pid(backend: Backend, host: str, port: int) -> int | None:
+    """The proxy's pid: the supervised child, else whoever of ours listens on its port."""
+    if isinstance(backend, ProcessBackend):
+        return backend.running_pid()
+    return pid_listening(host, port)

@@ -129,7 +129,11 @@ def build(stack: Stack) -> dict[str, Any]:
               f"{alerts.high_fallback_rate_per_hour}",
               None, WARNING, "High fallback rate detected",
               "{{ $value }} fallback events in the last hour", _RUNBOOK_RESTORE),
-        _rule(ALL_PROVIDERS_DOWN, f"sum({health}) == 0", alerts.all_providers_down_for, CRITICAL,
+        # The proxy's own series (provider="litellm") is not a provider: counting it, the
+        # sum stayed 1 while every provider was down (issue 11, item 10).
+        _rule(ALL_PROVIDERS_DOWN,
+              f"sum({health}{{provider!={_label_value(metrics.PROXY_ROUTE)}}}) == 0",
+              alerts.all_providers_down_for, CRITICAL,
               "All providers are down", "No healthy providers available", _RUNBOOK_EMERGENCY),
         # Without the watchdog's exporter every other alert here goes silent (its series go
         # stale), so its absence is an alert of its own: a failed scrape (up == 0) or no

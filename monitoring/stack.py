@@ -513,6 +513,9 @@ class RestartPolicy(Strict):
     backoff_max: Duration
     max_per_hour: PositiveCount
     startup_timeout: Duration
+    #: A proxy that answers nothing is restarted only after this long with no CPU progress:
+    #: a busy one (a 5 s blocking request on a loaded machine) is left alone.
+    hang_after: Duration = 20.0
 
 
 class Watchdog(Strict):

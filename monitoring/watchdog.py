@@ -37,14 +37,28 @@ from monitoring.agents.engine import AgentManager, AgentResult
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
-from monitoring.classify import ErrorClass, diagnose
+from monitoring.classify import (
+    FOREIGN_LISTENER,
+    HIDDEN_BY_COOLDOWN,
+    ErrorClass,
+    diagnose,
+    event_cause,
+    port_listening,
+)
 from monitoring.cost_log import CostLedger, format_ts
 from monitoring.degraded_cache import DegradedCache
 from monitoring.events import EventKind, EventLog, append_line
 from monitoring.exporter import Exporter
 from monitoring.kill_switch import KillSwitch
-from monitoring.probes import PROXY_ROUTE, ProbeKind, Prober, ProbeResult, class_of_status
-from monitoring.recovery import Backend, ProcessBackend, RestartGate
+from monitoring.probes import (
+    COOLDOWN_STATUS,
+    PROXY_ROUTE,
+    ProbeKind,
+    Prober,
+    ProbeResult,
+    class_of_status,
+)
+from monitoring.recovery import Backend, HangEvidence, ProcessBackend, RestartGate, proxy_pid
 from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import TargetSpec, WatchdogConfig
@@ -61,8 +75,6 @@ CAUSE: dict[str, str] = {
     ErrorClass.TIMEOUT: "timed out",
     ErrorClass.UNKNOWN: "failed",
 }
-#: Classes a proxy restart can fix: it is gone, hung, or broken inside; not a bad key.
-RESTART_CLASSES = {ErrorClass.NETWORK, ErrorClass.TIMEOUT, ErrorClass.SERVER, ErrorClass.UNKNOWN}
 #: The control file ``provider-fallback switch/restore`` writes and the loop picks up.
 PIN_FILE = "pin.json"
 WATCHDOG_PID_FILE = "watchdog.pid"
@@ -98,6 +110,8 @@ class Watchdog:
         self.clock = clock
         self.home = home
         self.gate = RestartGate(config.restart)
+        self.hang = HangEvidence(config.restart.hang_after)
+        self._slow_since: float | None = None
         self.state_path = Path(config.paths.state_file)
         self.pin_path = self.state_path.with_name(PIN_FILE)
         loaded = load_state(self.state_path, clock=clock)
@@ -210,10 +224,12 @@ class Watchdog:
                     for status, n in group["statuses"].items():
                         statuses[status] = statuses.get(status, 0.0) + n
                 worst = max(statuses, key=lambda k: statuses[k])
+                why = (f"{HIDDEN_BY_COOLDOWN}: " if worst == COOLDOWN_STATUS else "")
+                what = "" if why else f" (upstream status {worst})"
                 out.append(ProbeResult(
                     provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
-                    class_of_status(worst), f"{failed:g} requests failed through the proxy "
-                    f"(upstream status {worst})"))
+                    class_of_status(worst), f"{why}{failed:g} requests failed through the "
+                    f"proxy{what}"))
         return out
 
     async def _probe_proxy(self) -> ProbeResult:
@@ -243,8 +259,19 @@ class Watchdog:
         if result.route == PROXY_ROUTE:
             if result.ok:
                 self._proxy_answered = True
-            elif self._starting():
+            elif self._starting() and not result.detail.get("foreign_listener"):
                 return  # not a failure yet: no fallback, no alert for a proxy still starting
+            if result.error_class is not ErrorClass.TIMEOUT:
+                self._slow_since = None
+            else:
+                # Slow is not failed (issue 13, item 6): the agents leave a refusing proxy at
+                # once, a silent one making no progress after half of hang_after, a silent
+                # one busy on CPU (a blocking request, a loaded machine) after hang_after.
+                self._slow_since = self._slow_since or self.mono()
+                half = self.config.restart.hang_after / 2
+                grace = 2 * half if self.hang.progressing(half) else half
+                if self.mono() - self._slow_since < grace:
+                    return
         route = self.state.route(result.route)
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
@@ -278,7 +305,8 @@ class Watchdog:
             if route is not None and not circuit_of(route).usable:
                 cls = route.last_error_class or ErrorClass.UNKNOWN
                 where = "" if name == PROXY_ROUTE else f" at {name}"
-                return cls, f"{CAUSE.get(cls, 'failed')}{where}"
+                cause = event_cause(route.last_message) or CAUSE.get(cls, "failed")
+                return cls, f"{cause}{where}"
         return ErrorClass.UNKNOWN, "failed"
 
     def desired(self, now: datetime) -> TargetSpec:
@@ -421,6 +449,10 @@ class Watchdog:
         the loop keeps probing and switching meanwhile, and starts no second restart.
         """
         self._reap_restart()
+        url = self.prober.proxy_url
+        interval = self.config.probes.interval + self.config.probes.timeout
+        self.hang.observe(self.prober.proxy_answered_at,
+                          lambda: proxy_pid(self.backend, url.host, url.port or 80), interval)
         route = self.state.route(PROXY_ROUTE)
         if circuit_of(route).usable:
             restarted = self.state.extra.pop("restarting", None)
@@ -432,8 +464,14 @@ class Watchdog:
             return
         # Only a proxy failing right now: one that answers again is left to prove itself
         # (half-open), never restarted in the middle of its recovery.
-        if (route.last_error_class not in RESTART_CLASSES
-                or route.consecutive_failures < self.config.hysteresis.failure_threshold):
+        if route.consecutive_failures < self.config.hysteresis.failure_threshold:
+            return
+        # Strong evidence only (issue 13, item 6); and never against a port's squatter.
+        gone = isinstance(self.backend, ProcessBackend) and self.backend.running_pid() is None
+        evidence = None if (route.last_message or "").startswith(FOREIGN_LISTENER) else (
+            self.hang.strong(self.prober.proxy_answered_at, gone=gone,
+                             refused=not port_listening(url.host, url.port or 80)))
+        if evidence is None:
             return
         # Restarts since the route last opened: reset only once the proxy is healthy again.
         streak = sum(1 for r in self.state.restarts
@@ -445,7 +483,7 @@ class Watchdog:
         self._crash_loop(verdict.crash_loop, verdict.reason, route.last_error_class)
         if not verdict.allowed:
             return
-        cause = CAUSE.get(route.last_error_class or "", "failed")
+        cause = evidence
         self.events.restart(cause, attempt=streak + 1, limit=self.config.restart.max_per_hour,
                             error_class=route.last_error_class)
         self.state.record_restart(now, reason=cause)
@@ -616,8 +654,12 @@ class Watchdog:
         self._adopt_agent_files()
         if not isinstance(self.backend, ProcessBackend):
             return
-        if (await self.prober.liveness()).ok:
+        alive = await self.prober.liveness()
+        if alive.ok:
             log.info("a proxy already answers at %s: not starting another", self.config.proxy.url)
+            return
+        if alive.detail.get("foreign_listener"):  # neither adopted nor fought: reported
+            self.events.error(f"LiteLLM not started: {alive.message}", target=PROXY_ROUTE)
             return
         try:
             done = await asyncio.to_thread(self.backend.start)

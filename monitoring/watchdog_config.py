@@ -115,6 +115,8 @@ class Restart(_Model):
     backoff_max: float
     max_per_hour: int
     startup_timeout: float
+    #: Silence (no reply at all) after which a proxy whose CPU time stands still is hung.
+    hang_after: float = 20.0
 
 
 class Paths(_Model):

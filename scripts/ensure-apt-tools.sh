@@ -4,7 +4,7 @@
 # Services are not started here (policy-rc.d refuses on a machine without systemd as PID 1).
 set -euo pipefail
 missing=()
-for tool in promtool amtool systemd-analyze; do
+for tool in promtool amtool systemd-analyze stress-ng; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from monitoring.classify import (
+    FOREIGN_LISTENER,
+    NOT_API,
     Action,
     DiagnosisInputs,
     ErrorClass,
@@ -30,6 +32,8 @@ from monitoring.classify import (
     diagnose_rate,
     diagnose_server,
     diagnose_timeout,
+    event_cause,
+    not_api_reply,
     redact,
 )
 from tests.monitoring.conftest import LiveStack
@@ -326,3 +330,41 @@ def test_a_stopped_proxy_is_network(live: LiveStack) -> None:
     finally:
         live.proxy.start()
     assert live.chat("groq-70b").status_code == 200
+
+
+# --------------------------------------------------------------------------- not the API
+
+PAGE = "<!DOCTYPE html><html><head><title>Sign in</title></head><body></body></html>"
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "expected"), [
+    (200, {"content-type": "text/html"}, PAGE, "HTTP 200, an HTML page titled 'Sign in'"),
+    (404, {}, PAGE, "HTTP 404, an HTML page titled 'Sign in'"),
+    (407, {"content-type": "text/html; charset=utf-8"}, "<p>auth</p>", "an HTML page"),
+    (302, {"location": "https://portal.example/login?next=x"}, "", "a redirect to portal.example"),
+])
+def test_a_reply_that_cannot_be_the_api_is_named(status: int, headers: dict[str, str],
+                                                  body: str, expected: str) -> None:
+    message = not_api_reply(status, body, headers)
+    assert message is not None
+    assert message.startswith(NOT_API)
+    assert expected in message
+
+
+@pytest.mark.parametrize(("status", "headers", "body"), [
+    (503, {"content-type": "text/html"}, PAGE),  # a CDN's outage page: the server class
+    (401, {"content-type": "application/json"}, '{"error": {"message": "bad key"}}'),
+    (200, {"content-type": "application/json"}, '{"data": []}'),
+])
+def test_api_replies_and_server_pages_are_not_taken_for_a_portal(
+        status: int, headers: dict[str, str], body: str) -> None:
+    assert not_api_reply(status, body, headers) is None
+
+
+def test_event_causes_say_what_happened() -> None:
+    assert event_cause(f"{NOT_API} (HTTP 200, an HTML page)") == (
+        "answering with something other than the API (a captive portal or proxy?)")
+    squatter = f"{FOREIGN_LISTENER}: pid 7 (nc -l 4000), user nobody (uid 65534)"
+    assert event_cause(squatter) == squatter
+    assert event_cause("connection refused") is None
+    assert event_cause(None) is None

@@ -14,19 +14,23 @@ from typing import Any, TypeVar
 
 import pytest
 
-from monitoring.classify import ErrorClass, diagnose, redact
+from monitoring.classify import NOT_API, ErrorClass, diagnose, redact
 from monitoring.layout import layout
 from monitoring.probes import (
+    COOLDOWN_STATUS,
     PROXY_ROUTE,
     ProbeKind,
     Prober,
     ProbeResult,
+    class_of_status,
     parse_litellm_metrics,
 )
 from monitoring.stack import Stack
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.watchdog_config import Probes, ProviderSpec, ProxySpec, WatchdogConfig
 from tasks.render import watchdog as render_watchdog
 from tests.monitoring.conftest import PROBE_TIMEOUT_S, LiveStack
+from tests.support.fake_upstream import PORTAL_TITLE
+from tests.support.forward_proxy import ForwardProxy
 from tests.support.litellm_proxy import free_port
 
 T = TypeVar("T")
@@ -278,6 +282,36 @@ def test_metrics_state_prefers_the_series_litellm_resets() -> None:
     assert snap.cooled_down == {"groq-70b": 3.0}
 
 
+#: LiteLLM 1.108.7's own lines after an upstream 500 cooled both gpt-4 deployments down and two
+#: more requests were refused by the cooldown (measured against the session proxy).
+COOLDOWN_EXPOSITION = "\n".join([
+    "# TYPE litellm_deployment_cooled_down counter",
+    'litellm_deployment_cooled_down_total{api_base="b",api_provider="openai",'
+    'exception_status="503",litellm_model_name="gpt-4",model_id="cc"} 1.0',
+    "# TYPE litellm_deployment_failure_responses counter",
+    'litellm_deployment_failure_responses_total{api_base="b",api_provider="openai",'
+    'exception_class="Openai.ServiceUnavailableError",exception_status="503",'
+    'litellm_model_name="gpt-4",model_group="gpt-4",model_id="cc",requested_model="gpt-4"} 1.0',
+    'litellm_deployment_failure_responses_total{api_base="",api_provider="",'
+    'exception_class="RouterRateLimitError",exception_status="429",litellm_model_name="",'
+    'model_group="gpt-4",model_id="",requested_model="gpt-4"} 2.0',
+    'litellm_deployment_failure_responses_total{api_base="",api_provider="",'
+    'exception_class="RouterRateLimitError",exception_status="429",litellm_model_name="",'
+    'model_group="gemini-pro",model_id="",requested_model="gemini-pro"} 4.0',
+])
+
+
+def test_a_cooldown_refusal_counts_as_the_upstream_error_never_as_a_rate_limit() -> None:
+    """Issue 11, item 3: LiteLLM's own cooldown 429 is not the provider's. The real status
+    comes from the cooled-down counter; where none is known, it is "hidden", not "rate"."""
+    snap = parse_litellm_metrics(COOLDOWN_EXPOSITION, ["gpt-4", "gemini-pro"],
+                                 {"gpt-4": "gpt-4", "gemini-pro": "gemini-2.5-pro"})
+    assert snap.failures == {("gpt-4", "503"): 3.0, ("gemini-pro", COOLDOWN_STATUS): 4.0}
+    assert class_of_status("503") is ErrorClass.SERVER
+    assert class_of_status(COOLDOWN_STATUS) is ErrorClass.UNKNOWN
+    assert all(status != "429" for _, status in snap.failures)
+
+
 # --------------------------------------------------------------------------- completion
 
 
@@ -324,3 +358,110 @@ def test_no_probe_result_ever_holds_a_key(live: LiveStack) -> None:
         assert_no_secret(result, *wrong.values(), *live.secret_values())
     assert {r.error_class for r in results if r is not None and r.kind is ProbeKind.PROVIDER} \
         == {ErrorClass.AUTH}
+
+
+# --------------------------------------------------------------------------- what answers
+
+
+def test_an_html_page_is_not_the_api_and_is_diagnosed_as_such(live: LiveStack) -> None:
+    """Scenario C: a captive portal answers every path with a 200 HTML page."""
+    live.upstream("groq").set_fault("html")
+
+    async def probe(prober: Prober) -> tuple[ProbeResult, str]:
+        result = await prober.provider("groq")
+        return result, diagnose(result.error_class or ErrorClass.UNKNOWN,
+                                prober.diagnosis_inputs(result)).summary
+
+    result, summary = run(live, probe)
+    assert (result.ok, result.status, result.error_class) == (False, 200, ErrorClass.NETWORK)
+    assert result.message.startswith(NOT_API), result.message
+    assert PORTAL_TITLE in result.message
+    assert summary.startswith(f"groq {NOT_API}")
+    assert PORTAL_TITLE in summary
+
+
+def test_json_that_is_not_a_model_list_is_not_health() -> None:
+    """A 200 is health only with the body the API promises (no proxy needed: a raw server)."""
+    seen = classify_body_probe('{"status": "ok"}', "application/json")
+    assert seen.startswith(NOT_API)
+    assert "JSON without an OpenAI model list" in seen
+
+
+def classify_body_probe(body: str, content_type: str) -> str:
+    """The provider probe's verdict on a 200 with ``body``, from a one-shot loopback server."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        spec = ProviderSpec(name="groq", api_base=f"http://127.0.0.1:{server.server_port}/v1",
+                            api_key_env="K", models=[])
+        proxy = ProxySpec(url="http://127.0.0.1:1", master_key_env="M", version="1",
+                          metrics_path="/metrics/", models=[], config_path="c", command=[],
+                          env={}, systemd_unit=None, windows_task=None)
+        probes = Probes(interval=1, timeout=2, provider_interval=1, metrics_interval=1,
+                        completion_enabled=False, completion_interval=1, completion_model="m")
+
+        async def go() -> ProbeResult:
+            async with Prober(proxy, [spec], probes, env={"K": "k" * 12}) as prober:
+                return await prober.provider("groq")
+        result = asyncio.run(go())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not result.ok
+    return result.message
+
+
+# --------------------------------------------------------------------------- HTTP proxies
+
+PROXIED = "groq.proxied.test"  # resolves nowhere but in the forwarding proxy
+
+
+def _clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_provider_probes_honour_the_proxy_variables_and_loopback_stays_direct(
+        live: LiveStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    groq = next(p for p in live.config.providers if p.name == "groq")
+    api_base = groq.api_base.replace("127.0.0.1", PROXIED)
+    assert api_base != groq.api_base
+    config = live.config.model_copy(update={"providers": [
+        groq.model_copy(update={"api_base": api_base})]})
+
+    async def probes(prober: Prober) -> list[ProbeResult]:
+        return [await prober.provider("groq"), await prober.liveness(),
+                await prober.proxy_models()]
+
+    _clear_proxy_env(monkeypatch)
+    with ForwardProxy({PROXIED: "127.0.0.1"}) as forward:
+        monkeypatch.setenv("HTTP_PROXY", forward.url)
+        monkeypatch.setenv("HTTPS_PROXY", forward.url)
+        provider, alive, models = run(live, probes, config=config)
+        assert provider.ok, provider.message
+        assert alive.ok, "the proxy on loopback is reached directly"
+        assert models.ok
+        assert forward.requests == [("GET", f"{api_base}/models")]
+        assert live.upstream("groq").requests[-1].authorized
+
+        monkeypatch.setenv("NO_PROXY", PROXIED)  # now it must go direct, and cannot resolve
+        direct = run(live, lambda p: p.provider("groq"), config=config)
+        assert (direct.ok, direct.error_class) == (False, ErrorClass.NETWORK)
+        assert len(forward.requests) == 1

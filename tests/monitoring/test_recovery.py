@@ -14,6 +14,7 @@ import pytest
 
 from monitoring.recovery import (
     CommandBackend,
+    HangEvidence,
     ProcessBackend,
     RecoveryError,
     RestartGate,
@@ -148,3 +149,97 @@ def test_the_hourly_cap_is_the_crash_loop() -> None:
     assert not verdict.allowed
     assert verdict.crash_loop
     assert gate.verdict(state, T0 + timedelta(minutes=61), streak=0).allowed
+
+
+# --------------------------------------------------------------------------- hang evidence
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _watch(cpu: dict[int, float], clock: Clock) -> HangEvidence:
+    return HangEvidence(20.0, cpu=lambda pid: cpu.get(pid), clock=clock)
+
+
+def _silence(evidence: HangEvidence, clock: Clock, cpu: dict[int, float], seconds: int,
+             burn: float) -> None:
+    """``seconds`` ticks of 1 s with no answer, the process using ``burn`` CPU s a tick."""
+    for _ in range(seconds):
+        clock.now += 1
+        cpu[7] += burn
+        evidence.observe(answered, lambda: 7, 1.5)
+
+
+answered = 1000.0  # the proxy's last reply, at the start of each scenario
+
+
+def test_a_busy_silent_proxy_is_not_hung() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 60, burn=0.5)
+    assert evidence.strong(answered, gone=False, refused=False) is None
+
+
+def test_a_silent_proxy_without_cpu_progress_is_hung_after_hang_after() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 19, burn=0.0)
+    assert evidence.strong(answered, gone=False, refused=False) is None  # not yet
+    _silence(evidence, clock, cpu, 4, burn=0.0)
+    reason = evidence.strong(answered, gone=False, refused=False)
+    assert reason is not None
+    assert reason.startswith("hung: no answer for 23 s and 0.00 s of CPU")
+
+
+def test_busy_then_stuck_is_hung_once_a_whole_window_made_no_progress() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 10, burn=1.0)
+    _silence(evidence, clock, cpu, 15, burn=0.0)
+    assert evidence.strong(answered, gone=False, refused=False) is None
+    _silence(evidence, clock, cpu, 8, burn=0.0)
+    assert evidence.strong(answered, gone=False, refused=False) is not None
+
+
+def test_progress_is_cpu_used_in_the_recent_window() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 12, burn=0.3)
+    assert evidence.progressing(10.0)
+    _silence(evidence, clock, cpu, 11, burn=0.0)
+    assert not evidence.progressing(10.0)
+
+
+def test_a_refused_port_or_a_gone_process_needs_no_wait() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    assert evidence.strong(answered, gone=False, refused=True) == "connection refused"
+    assert evidence.strong(answered, gone=True, refused=False) == "process gone"
+    assert evidence.strong(clock.now, gone=False, refused=False) is None
+
+
+def test_an_answer_resets_the_watch() -> None:
+    clock, cpu = Clock(), {7: 5.0}
+    evidence = _watch(cpu, clock)
+    _silence(evidence, clock, cpu, 30, burn=0.0)
+    evidence.observe(clock.now, lambda: 7, 1.5)  # it answered just now
+    assert evidence.strong(clock.now, gone=False, refused=False) is None
+
+
+def test_a_stopped_process_is_continued_so_sigterm_stops_it_at_once(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid_file = tmp_path / "p.pid"
+    pid_file.write_text(f"{child.pid}\n")
+    backend = ProcessBackend([sys.executable], {}, pid_file, tmp_path / "log", "time.sleep",
+                             stop_timeout=30)
+    child.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    backend.stop()
+    child.wait(5)
+    assert time.monotonic() - started < 10, "SIGTERM waited for the stop timeout"
+    assert child.returncode == -signal.SIGTERM

@@ -1,7 +1,11 @@
 """The alert rules, checked by the real promtool 2.42 and by a PromQL parser.
 
 The ``promtool test rules`` file is GENERATED here from the stack's thresholds (never typed by
-hand), for the default stack and for a stack whose every threshold is different, so each
+hand), and every input series carries a label set taken from a REAL scrape of the real
+watchdog's exporter (plus the job and instance labels Prometheus attaches), so a rule cannot
+pass on series the exporter never serves: with hand-written series ``AllProvidersDown`` once
+passed although the proxy's own ``provider="litellm"`` health series kept it from ever firing.
+It is generated for the default stack and for a stack whose every threshold is different, so each
 scenario proves the rule follows the stack: pending just before a ``for`` ends and firing when
 it does, no alert at a count threshold and an alert one above it, budget ratios just below and
 exactly at each level. One test breaks an expectation on purpose to show promtool does fail.
@@ -24,6 +28,7 @@ from monitoring import metrics, rules
 from monitoring.stack import Stack, parse_duration, prom_duration
 from monitoring.stack_load import parse_stack
 from tests.conftest import STACK_FILE
+from tests.support.exporter_scrape import Scrape, scrape_watchdog
 
 PROMTOOL = "/usr/bin/promtool"
 WATCHDOG_INSTANCE = "127.0.0.1:9464"
@@ -41,6 +46,12 @@ OTHER_THRESHOLDS: dict[str, Any] = {
     },
     "budget": {"levels_percent": {"warning": 50, "critical": 80, "exceeded": 95}},
 }
+
+
+@pytest.fixture(scope="session")
+def scrape(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Scrape:
+    """What the live exporter of a fresh stack (no keys, no proxy) serves."""
+    return scrape_watchdog(stack, tmp_path_factory.mktemp("scrape"))
 
 
 def other_stack() -> Stack:
@@ -94,14 +105,7 @@ def test_one_group_with_every_alert(stack: Stack) -> None:
 
 
 def _selector_names(expr: str) -> list[str | None]:
-    names: list[str | None] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            names.append(node.name)
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
+    return [selector.name for selector in _selectors(expr)]
 
 
 KNOWN_METRICS = {spec.name for spec in metrics.WATCHDOG_METRICS} | set(metrics.LITELLM_METRICS)
@@ -207,7 +211,9 @@ def values(points: Sequence[float]) -> str:
 class Scenario:
     """One promtool test group: input series at a fixed interval and checks at step indices."""
 
-    def __init__(self, stack: Stack, name: str, interval: float | None = None) -> None:
+    def __init__(self, stack: Stack, name: str, interval: float | None = None,
+                 scrape: Scrape | None = None) -> None:
+        self.scrape = scrape
         self.rules = rule_by_name(stack)
         self.step = stack.prometheus.evaluation_interval
         self.interval = interval or self.step
@@ -223,6 +229,11 @@ class Scenario:
         return prom_duration(index * self.step)
 
     def add_series(self, name: str, labels: dict[str, str], points: Sequence[float]) -> None:
+        """An input series; any but Prometheus' own ``up`` must be one the exporter serves."""
+        if name != rules.UP:
+            assert self.scrape is not None
+            assert self.scrape.has(name, labels), (
+                f"{name}{labels} is not a series the live exporter serves")
         self.group["input_series"].append({"series": series(name, labels),
                                            "values": values(points)})
 
@@ -254,38 +265,45 @@ class Scenario:
             "exp_samples": [{"labels": labels, "value": value} for labels, value in samples]})
 
 
-def provider_scenario(stack: Stack) -> dict[str, Any]:
-    """One provider down (ProviderDown, pending then firing), then all (AllProvidersDown)."""
-    sc = Scenario(stack, "ProviderDown and AllProvidersDown")
+def provider_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
+    """One provider down (ProviderDown, pending then firing), then all (AllProvidersDown),
+    while the proxy's own health series (provider="litellm", as the exporter serves it)
+    stays healthy: the situation of a fresh stack whose providers all fail."""
+    sc = Scenario(stack, "ProviderDown and AllProvidersDown", scrape=scrape)
     k_down = sc.steps(stack.alerts.provider_down_for)
     k_all = sc.steps(stack.alerts.all_providers_down_for)
-    down_at = {"groq": 4}
-    down_at["openrouter"] = down_at["groq"] + k_down + 2  # the first already fires by then
-    last = down_at["openrouter"] + max(k_down, k_all) + 4
-    for provider, at in down_at.items():
-        sc.add_series(metrics.HEALTH.name, {"provider": provider},
-                      [1] * at + [0] * (last - at + 1))
+    health = scrape.label_sets(metrics.HEALTH.name)
+    proxy = [labels for labels in health if labels["provider"] == metrics.PROXY_ROUTE]
+    providers = [labels for labels in health if labels["provider"] != metrics.PROXY_ROUTE]
+    assert len(proxy) == 1
+    assert len(providers) >= 2
+    first, second = 4, 4 + k_down + 2  # the first already fires when the others go down
+    down_at = [first] + [second] * (len(providers) - 1)
+    last = second + max(k_down, k_all) + 4
+    for labels, at in zip(providers, down_at, strict=True):
+        sc.add_series(metrics.HEALTH.name, labels, [1] * at + [0] * (last - at + 1))
+    sc.add_series(metrics.HEALTH.name, proxy[0], [1] * (last + 1))
     sc.add_series(rules.UP, {"job": metrics.JOB_WATCHDOG, "instance": WATCHDOG_INSTANCE},
                   [1] * (last + 1))
 
     def firing_providers(i: int) -> list[tuple[dict[str, str], float]]:
-        return [({"provider": p}, 0) for p, at in down_at.items() if i - at >= k_down]
+        return [(labels, 0) for labels, at in zip(providers, down_at, strict=True)
+                if i - at >= k_down]
 
-    groq, second = down_at["groq"], down_at["openrouter"]
-    checks = sorted({0, groq - 1, groq, groq + k_down - 1, groq + k_down, second - 1,
+    checks = sorted({0, first - 1, first, first + k_down - 1, first + k_down, second - 1,
                      second + k_all - 1, second + k_all, second + k_down, last})
     for i in checks:
         sc.alerts(i, rules.PROVIDER_DOWN, firing_providers(i))
         sc.alerts(i, rules.ALL_PROVIDERS_DOWN, [({}, 0)] if i - second >= k_all else [])
         sc.alerts(i, rules.WATCHDOG_DOWN, [])
-    sc.pending(groq + k_down - 1, rules.PROVIDER_DOWN, {"provider": "groq"})
+    sc.pending(first + k_down - 1, rules.PROVIDER_DOWN, providers[0])
     sc.pending(second + k_all - 1, rules.ALL_PROVIDERS_DOWN, {})
-    assert not firing_providers(groq + k_down - 1)
-    assert firing_providers(groq + k_down)
+    assert not firing_providers(first + k_down - 1)
+    assert firing_providers(first + k_down)
     return sc.group
 
 
-def watchdog_down_scenario(stack: Stack) -> dict[str, Any]:
+def watchdog_down_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """The exporter's target fails (up == 0): WatchdogDown after watchdog_down_for."""
     sc = Scenario(stack, "WatchdogDown: scrape fails")
     k = sc.steps(stack.alerts.watchdog_down_for)
@@ -301,7 +319,7 @@ def watchdog_down_scenario(stack: Stack) -> dict[str, Any]:
     return sc.group
 
 
-def watchdog_absent_scenario(stack: Stack) -> dict[str, Any]:
+def watchdog_absent_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """No watchdog target at all (only another job is up): WatchdogDown from absent()."""
     sc = Scenario(stack, "WatchdogDown: no target")
     k = sc.steps(stack.alerts.watchdog_down_for)
@@ -320,22 +338,28 @@ def watchdog_absent_scenario(stack: Stack) -> dict[str, Any]:
 RAW_FALLBACK_SUM = (f"sum(increase({metrics.FALLBACK_EVENTS.name}"
                     f"[{prom_duration(rules.FALLBACK_RATE_WINDOW)}]))")
 
-FALLBACK_A = {"from_provider": "litellm", "to_provider": "kilo-code", "reason": "rate"}
-FALLBACK_B = {"from_provider": "litellm", "to_provider": "openrouter", "reason": "server"}
+
+
+def fallback_label_sets(scrape: Scrape) -> tuple[dict[str, str], dict[str, str]]:
+    """Two of the fallback counter's label sets the exporter serves (it primes them at 0)."""
+    found = scrape.label_sets(metrics.FALLBACK_EVENTS.name)
+    assert len(found) >= 2
+    return found[0], found[-1]
 
 
 def _fallback_split(total: int) -> tuple[int, int]:
     return math.ceil(total / 2), total // 2
 
 
-def fallback_scenario(stack: Stack) -> dict[str, Any]:
+def fallback_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """Exactly N fallbacks in an hour: no alert; N+1: alert; an hour later: gone.
 
     Samples sit on the evaluation steps, so ``increase()`` over the hour has nothing to
     extrapolate and its value is exact (checked with an expression test). The events are
     split over two label sets, neither above N alone: the alert fires on their sum.
     """
-    sc = Scenario(stack, "HighFallbackRate")
+    sc = Scenario(stack, "HighFallbackRate", scrape=scrape)
+    fallback_a, fallback_b = fallback_label_sets(scrape)
     n = stack.alerts.high_fallback_rate_per_hour
     window = rules.FALLBACK_RATE_WINDOW / sc.step
     assert window == int(window), "the test needs the hour to be whole evaluation steps"
@@ -344,9 +368,9 @@ def fallback_scenario(stack: Stack) -> dict[str, Any]:
     a_more, b_more = _fallback_split(n + 1)
     assert max(a_more, b_more) <= n, "each label set alone stays at or below N"
     last = 2 * w + 3
-    sc.add_series(metrics.FALLBACK_EVENTS.name, FALLBACK_A,
+    sc.add_series(metrics.FALLBACK_EVENTS.name, fallback_a,
                   [0] * (w + 1) + [a_n] + [a_more] * (last - w - 1))
-    sc.add_series(metrics.FALLBACK_EVENTS.name, FALLBACK_B,
+    sc.add_series(metrics.FALLBACK_EVENTS.name, fallback_b,
                   [0] * (w + 1) + [b_n] + [b_more] * (last - w - 1))
     raw = RAW_FALLBACK_SUM
     sc.alerts(w, rules.HIGH_FALLBACK_RATE, [])
@@ -358,19 +382,20 @@ def fallback_scenario(stack: Stack) -> dict[str, Any]:
     return sc.group
 
 
-def fallback_offset_scenario(stack: Stack) -> dict[str, Any]:
+def fallback_offset_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """Scrapes not aligned with evaluations: increase() reads more than N, the floor does not.
 
     This is why the rule floors: with the runbook's bare ``increase(...) > N``, exactly N
     events would fire the alert here.
     """
     step = stack.prometheus.evaluation_interval
-    sc = Scenario(stack, "HighFallbackRate: extrapolation", interval=4 * step)
+    sc = Scenario(stack, "HighFallbackRate: extrapolation", interval=4 * step, scrape=scrape)
+    fallback_a, fallback_b = fallback_label_sets(scrape)
     n = stack.alerts.high_fallback_rate_per_hour
     w = int(rules.FALLBACK_RATE_WINDOW / sc.interval)
     a_n, b_n = _fallback_split(n)
-    sc.add_series(metrics.FALLBACK_EVENTS.name, FALLBACK_A, [0] * (w + 1) + [a_n] * 4)
-    sc.add_series(metrics.FALLBACK_EVENTS.name, FALLBACK_B, [0] * (w + 1) + [b_n] * 4)
+    sc.add_series(metrics.FALLBACK_EVENTS.name, fallback_a, [0] * (w + 1) + [a_n] * 4)
+    sc.add_series(metrics.FALLBACK_EVENTS.name, fallback_b, [0] * (w + 1) + [b_n] * 4)
     index = 4 * (w + 1) + 1  # one evaluation step after the sample with the N events
     raw = RAW_FALLBACK_SUM
     sc.expr(index, f"{raw} > bool {n}", [("{}", 1)])
@@ -378,16 +403,17 @@ def fallback_offset_scenario(stack: Stack) -> dict[str, Any]:
     return sc.group
 
 
-def restart_loop_scenario(stack: Stack) -> dict[str, Any]:
+def restart_loop_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """C restarts within the window: no alert; C+1: one alert; then the crash-loop gauge."""
-    sc = Scenario(stack, "ProxyRestartLoop")
+    sc = Scenario(stack, "ProxyRestartLoop", scrape=scrape)
     loop = stack.alerts.restart_loop
     c = loop.restarts
     window = loop.window / sc.step
     assert window == int(window), "the test needs the window to be whole evaluation steps"
     rw = int(window)
     assert c + 1 <= rw, "the test puts one restart per step inside the window"
-    labels = {"job": metrics.JOB_WATCHDOG}
+    labels = scrape.one(metrics.PROXY_RESTARTS.name)
+    assert labels == scrape.one(metrics.PROXY_CRASH_LOOP.name)
     cap_at = rw + c + 1  # the (C+1)th restart, and the watchdog gives up at the same time
     last = cap_at + rw + 3
     restarts = [0] * (rw + 1) + list(range(1, c + 2)) + [c + 1] * (last - cap_at)
@@ -404,9 +430,11 @@ def restart_loop_scenario(stack: Stack) -> dict[str, Any]:
     return sc.group
 
 
-def budget_scenario(stack: Stack) -> dict[str, Any]:
+def budget_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """The used ratio just below and exactly at each level; then the kill switch."""
-    sc = Scenario(stack, "Budget levels and kill switch")
+    sc = Scenario(stack, "Budget levels and kill switch", scrape=scrape)
+    ratio_labels = scrape.one(metrics.BUDGET_USED_RATIO.name)
+    kill_labels = scrape.one(metrics.KILL_SWITCH.name)
     levels = stack.budget.levels_percent
     thresholds = {
         rules.BUDGET_WARNING: rules.budget_ratio(levels.warning),
@@ -417,40 +445,45 @@ def budget_scenario(stack: Stack) -> dict[str, Any]:
     for ratio in thresholds.values():
         ratios += [math.nextafter(ratio, 0), ratio]
     kill_at = len(ratios) - 1  # the kill switch trips with the budget exceeded
-    sc.add_series(metrics.BUDGET_USED_RATIO.name, {}, ratios)
-    sc.add_series(metrics.KILL_SWITCH.name, {}, [0] * kill_at + [1])
+    sc.add_series(metrics.BUDGET_USED_RATIO.name, ratio_labels, ratios)
+    sc.add_series(metrics.KILL_SWITCH.name, kill_labels, [0] * kill_at + [1])
     for i, ratio in enumerate(ratios):
         for alert, threshold in thresholds.items():
-            sc.alerts(i, alert, [({}, ratio)] if ratio >= threshold else [])
+            sc.alerts(i, alert, [(ratio_labels, ratio)] if ratio >= threshold else [])
     sc.alerts(kill_at - 1, rules.KILL_SWITCH_ACTIVE, [])
-    sc.alerts(kill_at, rules.KILL_SWITCH_ACTIVE, [({}, 1)])
+    sc.alerts(kill_at, rules.KILL_SWITCH_ACTIVE, [(kill_labels, 1)])
     return sc.group
 
 
-def projection_and_degraded_scenario(stack: Stack) -> dict[str, Any]:
+def projection_and_degraded_scenario(stack: Stack, scrape: Scrape) -> dict[str, Any]:
     """Projected spend below, AT (no alert) and over the budget; degraded mode off then on."""
-    sc = Scenario(stack, "Projected overspend and degraded mode")
+    sc = Scenario(stack, "Projected overspend and degraded mode", scrape=scrape)
+    limit_labels = scrape.one(metrics.BUDGET_LIMIT.name)
+    projected_labels = scrape.one(metrics.BUDGET_PROJECTED.name)
+    degraded_labels = scrape.one(metrics.DEGRADED_MODE.name)
     limit = stack.budget.monthly_usd
     projected = [limit / 2, limit, limit + 5]
-    sc.add_series(metrics.BUDGET_LIMIT.name, {}, [limit] * 3)
-    sc.add_series(metrics.BUDGET_PROJECTED.name, {}, projected)
-    sc.add_series(metrics.DEGRADED_MODE.name, {}, [0, 0, 1])
+    sc.add_series(metrics.BUDGET_LIMIT.name, limit_labels, [limit] * 3)
+    sc.add_series(metrics.BUDGET_PROJECTED.name, projected_labels, projected)
+    sc.add_series(metrics.DEGRADED_MODE.name, degraded_labels, [0, 0, 1])
     for i, value in enumerate(projected):
-        sc.alerts(i, rules.PROJECTED_OVERSPEND, [({}, value)] if value > limit else [])
-        sc.alerts(i, rules.DEGRADED_MODE, [({}, 1)] if i == 2 else [])
+        sc.alerts(i, rules.PROJECTED_OVERSPEND,
+                  [(projected_labels, value)] if value > limit else [])
+        sc.alerts(i, rules.DEGRADED_MODE, [(degraded_labels, 1)] if i == 2 else [])
     return sc.group
 
 
-SCENARIOS: tuple[Callable[[Stack], dict[str, Any]], ...] = (
+SCENARIOS: tuple[Callable[[Stack, Scrape], dict[str, Any]], ...] = (
     provider_scenario, watchdog_down_scenario, watchdog_absent_scenario, fallback_scenario,
     fallback_offset_scenario, restart_loop_scenario, budget_scenario,
     projection_and_degraded_scenario,
 )
 
 
-def rule_tests(stack: Stack) -> dict[str, Any]:
-    """A ``promtool test rules`` file for ``stack``'s rules, every number from the stack."""
-    groups = [scenario(stack) for scenario in SCENARIOS]
+def rule_tests(stack: Stack, scrape: Scrape) -> dict[str, Any]:
+    """A ``promtool test rules`` file for ``stack``'s rules, every number from the stack and
+    every label set from the live exporter."""
+    groups = [scenario(stack, scrape) for scenario in SCENARIOS]
     for group in groups:
         if not group["promql_expr_test"]:
             del group["promql_expr_test"]
@@ -468,8 +501,8 @@ def promtool_test(stack: Stack, tests: dict[str, Any], tmp_path: Path
     return run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
 
 
-def test_generated_rule_tests_pass(any_stack: Stack, tmp_path: Path) -> None:
-    tests = rule_tests(any_stack)
+def test_generated_rule_tests_pass(any_stack: Stack, scrape: Scrape, tmp_path: Path) -> None:
+    tests = rule_tests(any_stack, scrape)
     result = promtool_test(any_stack, tests, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -536,9 +569,9 @@ def _seconds(duration: str) -> float:
 @pytest.mark.parametrize("break_it", [_firing_while_pending, _alert_at_exactly_n,
                                       _silent_budget_at_level])
 def test_a_wrong_expectation_makes_promtool_fail(
-        stack: Stack, tmp_path: Path,
+        stack: Stack, scrape: Scrape, tmp_path: Path,
         break_it: Callable[[Stack, dict[str, Any]], str]) -> None:
-    tests = rule_tests(stack)
+    tests = rule_tests(stack, scrape)
     alert = break_it(stack, tests)
     result = promtool_test(stack, tests, tmp_path)
     assert result.returncode != 0
@@ -546,17 +579,91 @@ def test_a_wrong_expectation_makes_promtool_fail(
     assert f"alertname: {alert}," in result.stdout + result.stderr
 
 
-def test_the_runbook_expression_would_fire_at_exactly_n(stack: Stack, tmp_path: Path) -> None:
+def test_the_runbook_expression_would_fire_at_exactly_n(stack: Stack, scrape: Scrape,
+                                                        tmp_path: Path) -> None:
     """Evidence for the floor: with the runbook's bare comparison the offset case fires."""
     n = stack.alerts.high_fallback_rate_per_hour
-    data = rules.build(stack)
-    for rule in data["groups"][0]["rules"]:
-        if rule["alert"] == rules.HIGH_FALLBACK_RATE:
-            rule["expr"] = f"{RAW_FALLBACK_SUM} > {n}"
-    tests = rule_tests(stack)
-    tests["tests"] = [fallback_offset_scenario(stack)]
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=10**6))
-    result = run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
+    result = promtool_with_expr(stack, rules.HIGH_FALLBACK_RATE, f"{RAW_FALLBACK_SUM} > {n}",
+                                fallback_offset_scenario(stack, scrape), tmp_path)
     assert result.returncode != 0
     assert f"alertname: {rules.HIGH_FALLBACK_RATE}," in result.stdout + result.stderr
+
+
+def promtool_with_expr(stack: Stack, alert: str, expr: str, scenario: dict[str, Any],
+                       tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of one scenario against the rules with ``alert``'s expression
+    replaced by ``expr`` (the evidence that a generated test catches that expression)."""
+    data = rules.build(stack)
+    for rule in data["groups"][0]["rules"]:
+        if rule["alert"] == alert:
+            rule["expr"] = expr
+    tests = {"rule_files": ["rules.yml"],
+             "evaluation_interval": prom_duration(stack.prometheus.evaluation_interval),
+             "tests": [scenario]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=10**6))
+    return run(PROMTOOL, "test", "rules", "tests.yml", cwd=tmp_path)
+
+
+# --------------------------------------------------------------------------- the exporter
+
+
+def test_the_old_all_providers_down_never_fires_on_the_real_series(
+        stack: Stack, scrape: Scrape, tmp_path: Path) -> None:
+    """Evidence for item 10: ``sum(provider_health_status) == 0`` counts the proxy's series
+    and stays silent with every provider down; with the exporter's real series the generated
+    test catches it."""
+    result = promtool_with_expr(stack, rules.ALL_PROVIDERS_DOWN,
+                                f"sum({metrics.HEALTH.name}) == 0",
+                                provider_scenario(stack, scrape), tmp_path)
+    assert result.returncode != 0
+    assert f"alertname: {rules.ALL_PROVIDERS_DOWN}," in result.stdout + result.stderr
+
+
+def _selectors(expr: str) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def test_every_rule_reads_series_and_labels_the_exporter_serves(stack: Stack,
+                                                               scrape: Scrape) -> None:
+    """Each selector of each rule names a metric the live exporter serves (or Prometheus'
+    own ``up``), and each label it matches on is a label of that metric's real series."""
+    exact = (promql_parser.MatchOp.Equal, promql_parser.MatchOp.NotEqual)
+    for rule in rule_list(stack):
+        for selector in _selectors(rule["expr"]):
+            if selector.name == rules.UP:
+                continue
+            assert selector.name is not None
+            real = scrape.label_sets(selector.name)
+            for matcher in selector.matchers.matchers:
+                assert any(matcher.name in labels for labels in real), (
+                    f"{rule['alert']}: {selector.name} has no label {matcher.name!r}")
+                values = {labels[matcher.name] for labels in real}
+                if matcher.op in exact:
+                    assert matcher.value in values, (
+                        f"{rule['alert']}: no {selector.name} series has "
+                        f"{matcher.name}={matcher.value!r} (served: {sorted(values)})")
+
+
+def test_every_input_series_is_a_scraped_series(stack: Stack, scrape: Scrape) -> None:
+    """The generated tests hold no hand-made label set: each input series but ``up`` was
+    served by the live exporter (Scenario.add_series refuses others; this shows it is so)."""
+    checked = 0
+    for group in rule_tests(stack, scrape)["tests"]:
+        for item in group["input_series"]:
+            selector = promql_parser.parse(item["series"])
+            assert isinstance(selector, promql_parser.VectorSelector)
+            if selector.name == rules.UP:
+                continue
+            labels = {m.name: m.value for m in selector.matchers.matchers}
+            assert selector.name is not None
+            assert scrape.has(selector.name, labels), item["series"]
+            checked += 1
+    assert checked >= 10

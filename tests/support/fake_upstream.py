@@ -20,6 +20,7 @@ the runbook's faults (section 1.2) one by one:
 ``slow``    answer normally after ``delay`` seconds
 ``refused`` stop listening (connection refused); listen again on the SAME port when cleared
 ``random``  fail a ``ratio`` of requests with ``status``, drawn from an RNG seeded by ``seed``
+``html``    answer 200 with an HTML log-in page, as a captive portal or a login proxy does
 ========== ==============================================================================
 
 A test drives it in-process (:meth:`FakeUpstream.set_fault`); another process drives it over
@@ -60,7 +61,8 @@ from tests.support.fake_wires import (
     wire_of,
 )
 
-FaultKind = Literal["ok", "401", "404", "429", "500", "hang", "slow", "refused", "random"]
+FaultKind = Literal["ok", "401", "404", "429", "500", "hang", "slow", "refused", "random",
+                    "html"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 #: How often the serving loop checks for shutdown; bounds how long stop() and refused take.
@@ -140,6 +142,11 @@ class RecordedRequest:
 
 
 # --------------------------------------------------------------------------- response bodies
+
+#: What a captive portal or a login proxy answers on every path (the ``html`` fault).
+PORTAL_TITLE = "Guest Wi-Fi: please log in"
+PORTAL_PAGE = (f"<!DOCTYPE html>\n<html><head><title>{PORTAL_TITLE}</title></head>"
+               "<body><form method=post action=/login><input name=user></form></body></html>\n")
 
 
 def error_body(status: int, model: str | None, retry_after: float | None = None,
@@ -286,6 +293,15 @@ class _Handler(BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def send_html(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
@@ -581,7 +597,9 @@ class FakeUpstream:
                 return
             action = "ok"
 
-        if action != "ok":
+        if action == "html":
+            h.send_html(200, PORTAL_PAGE)
+        elif action != "ok":
             status = int(action)
             headers: dict[str, str] = {}
             if status == 429 and fault.retry_after is not None:

@@ -32,6 +32,17 @@ def _dump(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def _base_for(path: str) -> dict[str, Any] | None:
+    """Agent paths exist only for the generic JSON adapter: a stack that enrolls one third."""
+    if not path.startswith("agents.2."):
+        return None
+    data = copy.deepcopy(BASE)
+    data["agents"] = [*data["agents"][:2], {
+        "name": "mytool", "adapter": "generic-json",
+        "path": {"linux": "~/.mytool/config.json", "windows": "~\\.mytool\\config.json"}}]
+    return data
+
+
 def _with(path: str, value: Any, base: dict[str, Any] | None = None) -> str:
     data = copy.deepcopy(base or BASE)
     _set(path, value)(data)
@@ -275,11 +286,11 @@ REFUSED: list[tuple[str, str, Any, str]] = [
      "used by the system"),
     # Windows paths with %, relative host paths, dot segments
     ("% in the install root", "windows.install_root", "C:\\%TEMP%\\pf", "without %"),
-    ("% in an agent path", "agents.0.path.windows", "~\\%APPDATA%\\kilo.json", "without %"),
+    ("% in an agent path", "agents.2.path.windows", "~\\%APPDATA%\\kilo.json", "without %"),
     ("% in the python path", "windows.python", "C:\\Py%x%\\python.exe", "without %"),
     ("% in a grafana dir", "grafana.dashboards_dir.windows", "C:\\G%USERNAME%", "without %"),
     ("relative install root", "windows.install_root", "ProgramData\\PF", "absolute"),
-    ("relative agent path", "agents.0.path.linux", ".kilocode/kilocode.json", "absolute"),
+    ("relative agent path", "agents.2.path.linux", ".kilocode/kilocode.json", "absolute"),
     ("relative grafana dir", "grafana.provisioning_dir.linux", "etc/grafana", "absolute"),
     ("home in a grafana dir", "grafana.dashboards_dir.linux", "~/dashboards", "absolute"),
     ("relative provider config", "budget.provider_config.windows", "kilo\\x.json", "absolute"),
@@ -322,7 +333,7 @@ REFUSED: list[tuple[str, str, Any, str]] = [
 def test_values_that_are_not_what_they_look_like_are_refused(
         path: str, value: Any, words: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    report = _report(_with(path, value), tmp_path, capsys)
+    report = _report(_with(path, value, _base_for(path)), tmp_path, capsys)
     assert path in report, report
     assert words in report, report
 
@@ -334,13 +345,13 @@ def test_values_that_are_not_what_they_look_like_are_refused(
     ("litellm.version", "1.82.6"),
     ("litellm.master_key_env", "PF_MASTER_KEY"),
     ("windows.install_root", "D:\\Provider Fallback"),
-    ("agents.0.path.windows", "C:\\Users\\dev\\.kilocode\\kilocode.json"),
+    ("agents.2.path.windows", "C:\\Users\\dev\\.mytool\\config.json"),
     ("targets.1.label", "Kilo Code \u2019s own: $(x) `y` ${{ z }} {{ w }} <v> & 'u' \"t\""),
     ("alertmanager.route.group_by", ["..."]),
     ("prometheus.retention", "1ms"),
 ])
 def test_the_honest_spelling_is_still_accepted(path: str, value: Any) -> None:
-    parse_stack(_with(path, value))
+    parse_stack(_with(path, value, _base_for(path)))
 
 
 def test_two_units_with_one_name_are_refused() -> None:

@@ -126,6 +126,8 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
         "restarts_last_hour": state.restarts_since(hour),
         "switches_last_hour": state.switches_since(hour),
         "crash_loop": bool(state.extra.get("crash_loop")),
+        # Set while the hourly switch cap is what keeps the agents where they are.
+        "cap_hold": state.extra.get("cap_hold"),
         "budget": {**_budget(config, now)[0].to_json(),
                    "kill_switch_active": _budget(config, now)[1]},
         "routes": {name: {"state": circuit_of(state.route(name)).label,
@@ -144,6 +146,12 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
                 if state.degraded else "off")
     print(f"degraded mode: {degraded}; proxy restarts in the last "
           f"hour: {summary['restarts_last_hour']}{'; CRASH LOOP' if summary['crash_loop'] else ''}")
+    hold = state.extra.get("cap_hold")
+    if isinstance(hold, dict):
+        print(f"switch cap: holding the agents off {hold.get('target')} until "
+              f"{hold.get('until') or 'a switch of the last hour ages out'} "
+              f"({hold.get('switches_last_hour')} switches in the last hour, "
+              f"cap {hold.get('cap')})")
     budget, kill = _budget(config, now)
     print(f"budget: {budget.level}, ${budget.spent:.2f} of ${budget.limit:.2f} this month "
           f"({budget.percent_used:.0f}%); kill switch {'ON' if kill else 'off'}; stale answers "

@@ -67,6 +67,14 @@ MIN_COMPLETION_TIMEOUT_S = 15.0
 #: LiteLLM deployment states (``litellm_deployment_state``).
 HEALTHY, PARTIAL, OUTAGE = 0, 1, 2
 
+#: The watchdog's User-Agent. LiteLLM 1.108.7 labels its deployment success and failure
+#: counters with the caller's ``user_agent``, so the passive reader can leave the watchdog's
+#: own canaries out of the evidence from real traffic (each canary is judged once, by its reply).
+USER_AGENT = "provider-fallback-watchdog"
+#: The failure status the passive reader gives a request LiteLLM refused itself because every
+#: deployment of the group was cooling down (``RouterRateLimitError``, a 429 no upstream sent).
+COOLDOWN_STATUS = "cooldown"
+
 
 class ProbeKind(StrEnum):
     LIVENESS = "liveness"
@@ -113,6 +121,8 @@ class LitellmSnapshot:
     successful_fallbacks: dict[tuple[str, str], float]
     failed_fallbacks: dict[tuple[str, str], float]
     cooled_down: dict[str, float]
+    #: Requests the proxy is serving right now, the reading request excluded (None: not exported).
+    in_flight: float | None = None
 
 
 def _add(counter: dict[Any, float], key: Any, value: float) -> None:
@@ -152,9 +162,14 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
     ok_fallbacks: dict[tuple[str, str], float] = {}
     bad_fallbacks: dict[tuple[str, str], float] = {}
     cooled: dict[str, float] = {}
+    in_flight: float | None = None
     for s in samples:
         labels = s.labels
-        if s.name == metrics.LITELLM_DEPLOYMENT_STATE:
+        if labels.get("user_agent", "").startswith(USER_AGENT):
+            continue  # the watchdog's own canary: judged by its reply, not counted twice
+        if s.name == metrics.LITELLM_IN_FLIGHT:
+            in_flight = max(0.0, s.value - 1)  # less the request reading /metrics
+        elif s.name == metrics.LITELLM_DEPLOYMENT_STATE:
             name = labels.get("litellm_model_name", "")
             group = group_of_id.get(labels.get("model_id", ""))
             if group is None:
@@ -168,7 +183,9 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             target[group] = max(target.get(group, HEALTHY), int(s.value))
         elif s.name == metrics.LITELLM_FAILURES:
             group = labels.get("model_group") or labels.get("requested_model", "")
-            _add(failures, (group, labels.get("exception_status", "")), s.value)
+            status = (COOLDOWN_STATUS if labels.get("exception_class") == "RouterRateLimitError"
+                      else labels.get("exception_status", ""))
+            _add(failures, (group, status), s.value)
         elif s.name == metrics.LITELLM_SUCCESSES:
             _add(successes, labels.get("model_group") or labels.get("requested_model", ""),
                  s.value)
@@ -181,7 +198,8 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             group = group_of_id.get(labels.get("model_id", ""), name)
             _add(cooled, group, s.value)
     states = {**stale, **current}
-    return LitellmSnapshot(states, failures, successes, ok_fallbacks, bad_fallbacks, cooled)
+    return LitellmSnapshot(states, failures, successes, ok_fallbacks, bad_fallbacks, cooled,
+                           in_flight)
 
 
 def _delta(now: Mapping[Any, float], before: Mapping[Any, float] | None) -> dict[Any, float]:
@@ -235,7 +253,7 @@ class Prober:
         # redirect is a finding, not something to follow); keep-alive: one round trip a probe.
         self.client = client or httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(retries=0), follow_redirects=False,
-            headers={"User-Agent": "provider-fallback-watchdog"})
+            headers={"User-Agent": USER_AGENT})
         base = {kind: probes.timeout for kind in ProbeKind}
         base[ProbeKind.COMPLETION] = max(probes.timeout, MIN_COMPLETION_TIMEOUT_S)
         self.timeouts: dict[ProbeKind, float] = {**base, **(timeouts or {})}
@@ -476,6 +494,45 @@ class Prober:
         return await self._exchange(PROXY_ROUTE, ProbeKind.COMPLETION, "POST", url,
                                     self._auth_headers(key), judge, json_body=body)
 
+    async def canary(self, model: str) -> ProbeResult:
+        """One ``max_tokens: 1`` completion of ``model`` through the proxy, judged by its reply:
+        the evidence a route opened by failed completions needs before it may close.
+
+        LiteLLM is asked for ONE attempt at that model group (``num_retries: 0``,
+        ``disable_fallbacks: true``): an answer served by a retry or by another group of the
+        chain would prove nothing about this one. It bypasses the response cache like
+        :meth:`completion`. A 429 from LiteLLM's own cooldown (no upstream was asked) carries
+        ``detail["cooldown"]``: the caller takes it as no verdict either way.
+        """
+        key = self._secret(self.proxy.master_key_env)
+        if key is None:
+            return self._missing_key(PROXY_ROUTE, ProbeKind.COMPLETION, self.proxy.master_key_env)
+        url = self.proxy.url + "/v1/chat/completions"
+        body = {"model": model, "max_tokens": 1, "num_retries": 0, "disable_fallbacks": True,
+                "messages": [{"role": "user", "content": "Reply with one word: ok"}],
+                "cache": {"no-cache": True, "no-store": True}}
+
+        async def judge(response: httpx.Response, latency: float) -> ProbeResult:
+            group = response.headers.get("x-litellm-model-group")
+            detail: dict[str, Any] = {"model": model, "model_group": group, "canary": True}
+            if response.status_code != 200:
+                return self._failed(PROXY_ROUTE, ProbeKind.COMPLETION, response, latency, detail)
+            try:
+                data = response.json()
+                has_choice = isinstance(data, dict) and bool(data.get("choices"))
+            except ValueError:
+                has_choice = False
+            if not has_choice or (group is not None and group != model):
+                why = ("the completion has no choices" if not has_choice
+                       else f"answered by {group}, not {model}")
+                return ProbeResult(PROXY_ROUTE, ProbeKind.COMPLETION, False, latency, 200,
+                                   ErrorClass.SERVER, f"canary {model}: {why}", None, detail)
+            return ProbeResult(PROXY_ROUTE, ProbeKind.COMPLETION, True, latency, 200, None,
+                               f"canary {model} answered in {latency:.2f} s", None, detail)
+
+        return await self._exchange(PROXY_ROUTE, ProbeKind.COMPLETION, "POST", url,
+                                    self._auth_headers(key), judge, json_body=body)
+
     # -- diagnosis inputs
 
     def diagnosis_inputs(self, result: ProbeResult, *, provider_ok: bool | None = None,
@@ -551,6 +608,7 @@ def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
         "successful_fallbacks": {f"{a}->{b}": n for (a, b), n in sorted(ok_fb.items())},
         "failed_fallbacks": {f"{a}->{b}": n for (a, b), n in sorted(bad_fb.items())},
         "cooled_down": dict(sorted(cooled.items())),
+        "in_flight": snap.in_flight,
     }
     error_class: ErrorClass | None = None
     if failures:

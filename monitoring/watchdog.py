@@ -188,11 +188,8 @@ class Watchdog:
                 results.append(dataclasses.replace(done, route=model.provider))
         # One verdict per route and tick: a failure wins over a success of the same tick, and
         # among successes the completion path's wins (it is what a completion failure needs).
-        # A canary LiteLLM's own cooldown refused reached no upstream: no verdict.
         verdicts: dict[str, ProbeResult] = {}
         for result in results:
-            if result.kind is ProbeKind.COMPLETION and result.detail.get("cooldown"):
-                continue
             kept = verdicts.get(result.route)
             if kept is None or (kept.ok and not result.ok) or (
                     kept.ok and result.ok and result.kind in COMPLETION_KINDS):
@@ -258,6 +255,7 @@ class Watchdog:
             if route.failed_path == COMPLETION_PATH and circuit_of(route) is not Circuit.HEALTHY:
                 failing.add(spec.name)
         jobs: dict[str, str] = {}
+        half_open: set[str] = set()
         for spec in self.config.providers:
             route = self.state.route(spec.name)
             circuit = circuit_of(route)
@@ -274,6 +272,7 @@ class Watchdog:
                             < timedelta(seconds=policy.min_dwell))
                 if (circuit is Circuit.HALF_OPEN or quiet) and not dwelling:
                     jobs[spec.name] = self._next_canary_model(spec.name, models)
+                    half_open.add(spec.name)
                 continue
             chained = any(spec.name in t.via and (failing - {spec.name}) & set(t.via)
                           for t in self.targets.values())
@@ -283,7 +282,11 @@ class Watchdog:
                 self._next_chain_check[spec.name] = now + self.config.probes.provider_interval
                 jobs[spec.name] = self._next_canary_model(spec.name, models)
         done = await asyncio.gather(*(self.prober.canary(m) for m in jobs.values()))
-        out = [dataclasses.replace(r, route=name) for name, r in zip(jobs, done, strict=True)]
+        # LiteLLM's own cooldown refusing a canary: no upstream was asked. For a route that is
+        # open that is no verdict (its deployment is not back yet); for a chain check it is a
+        # failure all the same: LiteLLM will not serve the chain through that provider now.
+        out = [dataclasses.replace(r, route=name) for name, r in zip(jobs, done, strict=True)
+               if not (name in half_open and r.detail.get("cooldown"))]
         for result in out:
             if not result.ok:  # a failed check is confirmed at the next tick
                 self._next_chain_check.pop(result.route, None)

@@ -83,6 +83,10 @@ COMPLETION_KINDS = frozenset({ProbeKind.METRICS, ProbeKind.COMPLETION})
 #: failure until LiteLLM's request_timeout; a healthy long answer only costs one unbilled round).
 STALL_AFTER_S = 3.0
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+#: EMERGENCY ("All providers failed") needs no provider to have served a request through the
+#: proxy for this long (or three /metrics reads, if longer): a provider failing about half its
+#: requests has not failed.
+SERVED_WINDOW_S = 3.0
 
 Clock = Callable[[], datetime]
 
@@ -121,9 +125,10 @@ class Watchdog:
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
         self.passive: ProbeResult | None = None
-        # Per provider route: whether its last failing completion evidence also had requests
-        # served (about half failing is not "every provider failing": no EMERGENCY then).
-        self._partial: dict[str, bool] = {}
+        # Per provider route: when requests through the proxy were last served by it (real
+        # traffic or a canary), failing windows included: about half failing is not "every
+        # provider failing", so no EMERGENCY while one served within SERVED_WINDOW_S.
+        self._last_served: dict[str, float] = {}
         self._next_chain_check: dict[str, float] = {}
         self._canary_turn: dict[str, int] = {}
         self._stall_since: float | None = None
@@ -373,8 +378,10 @@ class Watchdog:
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
         change = observe(route, outcome, now, self.config.hysteresis)
+        if result.route != PROXY_ROUTE and result.kind in COMPLETION_KINDS and (
+                result.ok or result.detail.get("served")):
+            self._last_served[result.route] = self.mono()
         if result.route != PROXY_ROUTE:
-            self._partial[result.route] = not result.ok and bool(result.detail.get("served"))
             spec = next((p for p in self.config.providers if p.name == result.route), None)
             if (not result.ok and result.kind in COMPLETION_KINDS and spec is not None
                     and self._canary_models(spec)):
@@ -551,7 +558,9 @@ class Watchdog:
         # "All providers failed" only when the evidence says so: not while some provider's
         # latest failing window through the proxy still had requests served.
         providers = {r for t in backed for r in (t.route, *t.via) if r and r != PROXY_ROUTE}
-        every = not any(self._partial.get(r) for r in providers)
+        window = max(SERVED_WINDOW_S, 3 * self.config.probes.metrics_interval)
+        every = not any(self.mono() - self._last_served.get(r, -window) < window
+                        for r in providers)
         if entering and down and every and not self.state.degraded:
             cls, _ = self._cause(backed[0])
             self.events.emergency(self.state.active_target, error_class=cls)

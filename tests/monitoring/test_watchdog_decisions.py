@@ -262,6 +262,6 @@ async def test_no_emergency_while_about_half_the_requests_succeed(live: LiveStac
                     "every provider of the chain open on its failing requests")
         end = loop.time() + 5
         await until(lambda: loop.time() > end, 10, "five more seconds of mixed traffic")
-        assert any(dog._partial.values()), "requests were served in the failing windows"
+        assert dog._last_served, "requests were served while the routes failed"
     text = "\n".join(event_lines(config))
     assert "EMERGENCY" not in text, text

@@ -378,14 +378,12 @@ class Watchdog:
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
         change = observe(route, outcome, now, self.config.hysteresis)
-        if result.route != PROXY_ROUTE and result.kind in COMPLETION_KINDS and (
-                result.ok or result.detail.get("served")):
-            self._last_served[result.route] = self.mono()
-        if result.route != PROXY_ROUTE:
+        if result.route != PROXY_ROUTE and result.kind in COMPLETION_KINDS:
+            if result.ok or result.detail.get("served"):
+                self._last_served[result.route] = self.mono()
             spec = next((p for p in self.config.providers if p.name == result.route), None)
-            if (not result.ok and result.kind in COMPLETION_KINDS and spec is not None
-                    and self._canary_models(spec)):
-                route.failed_path = COMPLETION_PATH
+            if not result.ok and spec is not None and self._canary_models(spec):
+                route.failed_path = COMPLETION_PATH  # only a completion may close it now
         if change is not None and change.opened:
             route.diagnosis = self._diagnosis(result)
         if result.kind is not ProbeKind.METRICS:  # a /metrics read is not a provider's latency

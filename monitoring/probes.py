@@ -624,16 +624,21 @@ def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
     for group, n in successes.items():
         by_group.setdefault(group, {"failures": 0.0, "statuses": {}, "successes": 0.0})
         by_group[group]["successes"] += n
-    # LiteLLM counts a request's failures only under the group asked for; a fallback group
-    # that failed too shows in the failed-fallback counter, so fold it in (under the status
-    # its request failed with). The successful-fallback counter is no evidence for a group:
-    # LiteLLM 1.108.7 bumps it for every group of a chain that ended well, failing ones too.
+    # LiteLLM 1.108.7 counts only a request's FIRST failed attempt (under the group asked
+    # for; its retries and fallback attempts share the call id and are not counted again). A
+    # fallback group that failed too shows only in the failed-fallback counter, bumped when
+    # the whole request ends: up to the chain's retries later (10-20 s at default settings),
+    # so possibly after the fault has cleared. It is kept apart ("fallback_failures", under
+    # the status its request failed with) for the consumer to weigh. The successful-fallback
+    # counter is no evidence for a group: 1.108.7 bumps it for every group of a chain that
+    # ended well, failing ones too.
     for (asked, fallback), n in bad_fb.items():
         entry = by_group.setdefault(fallback, {"failures": 0.0, "statuses": {}, "successes": 0.0})
         statuses = by_group.get(asked, {}).get("statuses") or {"500": 0.0}
         status = max(statuses, key=lambda k: statuses[k])
-        entry["failures"] += n
-        entry["statuses"][status] = entry["statuses"].get(status, 0.0) + n
+        late = entry.setdefault("fallback_statuses", {})
+        entry["fallback_failures"] = entry.get("fallback_failures", 0.0) + n
+        late[status] = late.get(status, 0.0) + n
     # Per model group since the last read: what real traffic did (the watchdog maps groups
     # to providers for passive health).
     detail["by_group"] = by_group

@@ -306,40 +306,46 @@ class Watchdog:
     def _passive(self, snapshot: ProbeResult) -> list[ProbeResult]:
         """Per-provider health from real traffic: LiteLLM's counters since the last read.
 
-        A provider whose requests failed since the last read counts one failure, classed by
-        the dominant upstream status, even when others succeeded in the same window (the
-        counters cannot say which came last, and LiteLLM's retries keep a failing request in
-        flight for seconds, so the first failed attempt is the early warning); one that only
-        served requests counts a success; no traffic says nothing. A failure puts the watchdog
-        in incident mode, where the direct probes settle it within a tick or two, while they
-        keep a slow, rate-limit-friendly cadence the rest of the time.
+        A provider whose requests failed at its upstream since the last read counts one
+        failure, classed by the dominant upstream status, even when others succeeded in the
+        same window (the counters cannot say which came last, and LiteLLM's retries keep a
+        failing request in flight for seconds, so the first failed attempt is the early
+        warning); one that only served requests counts a success; no traffic says nothing.
+        Requests LiteLLM refused itself because the deployment cools down reached no upstream:
+        no verdict (its circuit already has the failures that cooled it). A failed fallback
+        counts only for a provider no canary can check: it is reported when the whole request
+        ends, possibly after the fault cleared, while a chain check is fresh evidence.
+        A failure puts the watchdog in incident mode, where the direct probes and the chain
+        checks settle it within a tick or two, while they keep a slow, rate-limit-friendly
+        cadence the rest of the time.
         """
         by_group: dict[str, dict[str, Any]] = snapshot.detail.get("by_group") or {}
         out: list[ProbeResult] = []
         for provider in self.config.providers:
             groups = [by_group[g] for g in provider.models if g in by_group]
             served = sum(g["successes"] for g in groups)
-            failed = sum(g["failures"] for g in groups)
+            statuses: dict[str, float] = {}
+            late = not self._canary_models(provider)
+            for group in groups:
+                merged = [group["statuses"], group.get("fallback_statuses", {}) if late else {}]
+                for counts in merged:
+                    for status, n in counts.items():
+                        statuses[status] = statuses.get(status, 0.0) + n
+            refused = statuses.pop(COOLDOWN_STATUS, 0.0)
+            failed = sum(statuses.values())
             if served and not failed:
                 out.append(ProbeResult(provider.name, ProbeKind.METRICS, True,
                                        snapshot.latency_s, 200, None,
                                        f"{served:g} requests served"))
             elif failed:
-                statuses: dict[str, float] = {}
-                for group in groups:
-                    for status, n in group["statuses"].items():
-                        statuses[status] = statuses.get(status, 0.0) + n
-                # LiteLLM's own cooldown refusals hide the upstream's error: the class is the
-                # upstream's when any attempt reached it, else unknown, never "rate limited".
-                real = {k: n for k, n in statuses.items() if k != COOLDOWN_STATUS} or statuses
-                worst = max(real, key=lambda k: real[k])
+                worst = max(statuses, key=lambda k: statuses[k])
                 share = f" of {failed + served:g}" if served else ""
-                what = ("refused by LiteLLM's cooldown, the upstream error hidden"
-                        if worst == COOLDOWN_STATUS else f"upstream status {worst}")
+                cooled = f"; {refused:g} refused by LiteLLM's cooldown" if refused else ""
                 out.append(ProbeResult(
                     provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
                     class_of_status(worst), f"{failed:g}{share} requests failed through the "
-                    f"proxy ({what})", None, {"failed": failed, "served": served}))
+                    f"proxy (upstream status {worst}{cooled})", None,
+                    {"failed": failed, "served": served}))
         return out
 
     async def _probe_proxy(self) -> ProbeResult:

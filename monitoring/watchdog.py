@@ -244,7 +244,10 @@ class Watchdog:
           else once per ``provider_probe_interval``): LiteLLM's retries and fallbacks take
           10-20 s at default settings to reach the last provider of a chain, and 1.108.7 counts
           only each request's FIRST failed attempt in its metrics, so waiting for real traffic to
-          show the whole chain failing would cost that long.
+          show the whole chain failing would cost that long. The same check runs each tick
+          while the proxy answers again after it failed (its route not yet closed): a proxy
+          that hung in a storm of failing requests must not bring the agents back to a chain
+          whose completions nobody has tried since.
 
         No canary while every route is healthy: the steady state sends none. Each is one
         attempt (no retries, no fallbacks) on a free model where the provider has one.
@@ -261,6 +264,7 @@ class Watchdog:
                 failing.add(spec.name)
         jobs: dict[str, str] = {}
         half_open: set[str] = set()
+        recovering = not circuit_of(self.state.route(PROXY_ROUTE)).usable
         for spec in self.config.providers:
             route = self.state.route(spec.name)
             circuit = circuit_of(route)
@@ -279,11 +283,11 @@ class Watchdog:
                     jobs[spec.name] = self._next_canary_model(spec.name, models)
                     half_open.add(spec.name)
                 continue
-            chained = any(spec.name in t.via and (failing - {spec.name}) & set(t.via)
-                          for t in self.targets.values())
+            chained = any(spec.name in t.via and (
+                recovering or (failing - {spec.name}) & set(t.via)) for t in self.targets.values())
             suspect = circuit is Circuit.SUSPECT and route.failed_path == COMPLETION_PATH
             if circuit.usable and chained and (
-                    suspect or now >= self._next_chain_check.get(spec.name, 0.0)):
+                    suspect or recovering or now >= self._next_chain_check.get(spec.name, 0.0)):
                 self._next_chain_check[spec.name] = now + self.config.probes.provider_interval
                 jobs[spec.name] = self._next_canary_model(spec.name, models)
         done = await asyncio.gather(*(self.prober.canary(m) for m in jobs.values()))

@@ -85,8 +85,10 @@ STALL_AFTER_S = 3.0
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 #: EMERGENCY ("All providers failed") needs no provider to have served a request through the
 #: proxy for this long (or three /metrics reads, if longer): a provider failing about half its
-#: requests has not failed.
-SERVED_WINDOW_S = 3.0
+#: requests has not failed, and a proxy slowed down by a storm of failing requests may serve
+#: none for a few seconds. Degraded mode itself is the proxy's (its cache answers at once);
+#: this only delays the announcement.
+SERVED_WINDOW_S = 10.0
 
 Clock = Callable[[], datetime]
 
@@ -133,6 +135,7 @@ class Watchdog:
         self._canary_turn: dict[str, int] = {}
         self._stall_since: float | None = None
         self._stall_probed = False
+        self._canary_tasks: dict[str, tuple[asyncio.Task[ProbeResult], bool]] = {}
         # Budget and kill switch (runbook 9.1-9.3): the cost log the proxy writes, read
         # incrementally; the kill switch shared with the proxy through the provider config.
         self.ledger = CostLedger(config.paths.cost_log)
@@ -269,7 +272,7 @@ class Watchdog:
             route = self.state.route(spec.name)
             circuit = circuit_of(route)
             models = self._canary_models(spec)
-            if not models or spec.name in seen_now:
+            if not models or spec.name in seen_now or spec.name in self._canary_tasks:
                 continue
             if route.failed_path == COMPLETION_PATH and circuit in (Circuit.FAILED,
                                                                    Circuit.HALF_OPEN):
@@ -290,12 +293,26 @@ class Watchdog:
                     suspect or recovering or now >= self._next_chain_check.get(spec.name, 0.0)):
                 self._next_chain_check[spec.name] = now + self.config.probes.provider_interval
                 jobs[spec.name] = self._next_canary_model(spec.name, models)
-        done = await asyncio.gather(*(self.prober.canary(m) for m in jobs.values()))
-        # LiteLLM's own cooldown refusing a canary: no upstream was asked. For a route that is
-        # open that is no verdict (its deployment is not back yet); for a chain check it is a
-        # failure all the same: LiteLLM will not serve the chain through that provider now.
-        out = [dataclasses.replace(r, route=name) for name, r in zip(jobs, done, strict=True)
-               if not (name in half_open and r.detail.get("cooldown"))]
+        # A canary may wait on a slow chain for up to its timeout: it runs in the background,
+        # is awaited for one probe timeout, and is otherwise harvested at a later tick, so the
+        # loop (and the proxy's own probes) never waits on an upstream.
+        for name, model in jobs.items():
+            task = asyncio.create_task(self.prober.canary(model))
+            self._canary_tasks[name] = (task, name in half_open)
+        pending = [task for task, _ in self._canary_tasks.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.probes.timeout)
+        out: list[ProbeResult] = []
+        for name, (task, opened) in list(self._canary_tasks.items()):
+            if not task.done():
+                continue
+            del self._canary_tasks[name]
+            result = dataclasses.replace(task.result(), route=name)
+            # LiteLLM's own cooldown refusing a canary: no upstream was asked. For a route that
+            # is open that is no verdict (its deployment is not back yet); for a chain check it
+            # is a failure all the same: LiteLLM will not serve the chain through it now.
+            if not (opened and result.detail.get("cooldown")):
+                out.append(result)
         for result in out:
             if not result.ok:  # a failed check is confirmed at the next tick
                 self._next_chain_check.pop(result.route, None)
@@ -806,6 +823,10 @@ class Watchdog:
                     await asyncio.wait_for(stop.wait(),
                                            max(0.0, self.config.probes.interval - spent))
         finally:
+            canaries = [task for task, _ in self._canary_tasks.values()]
+            for task in canaries:
+                task.cancel()
+            await asyncio.gather(*canaries, return_exceptions=True)
             if self._restart_task is not None:
                 await asyncio.wait([self._restart_task], timeout=30)
             with contextlib.suppress(OSError):

@@ -142,6 +142,9 @@ async def test_b_completions_failing_everywhere_fall_back_and_stay_until_a_compl
                     >= models_before + 10, 30, "ten more direct /models probes answered")
         assert provider_in_file(config) == fallback.settings["provider"]
         assert all(not circuit_of(dog.state.route(n)).usable for n in primary.via)
+        # Every request failed at every provider: here "All providers failed" is true.
+        await until(lambda: "EMERGENCY: All providers failed" in "\n".join(event_lines(config)),
+                    30, "the emergency")
         completions_heal(live)
         cleared = loop.time()
         await until(lambda: provider_in_file(config) == "litellm", RESTORE_WITHIN_S,
@@ -149,12 +152,13 @@ async def test_b_completions_failing_everywhere_fall_back_and_stay_until_a_compl
         assert loop.time() - cleared <= RESTORE_WITHIN_S
     lines = switch_lines(config)
     assert len(lines) == 2, lines
-    assert re.match(LINE + re.escape(f"FALLBACK: LiteLLM server error at {primary.via[0]}, "
-                                     f"switched to {fallback.label}"), lines[0]), lines
+    # The cause is the upstream's 503 (or, on a machine so loaded that the proxy's own probe
+    # timed out in LiteLLM's storm of failing requests first, the proxy's timeout).
+    cause = f"(server error at {primary.via[0]}|timed out)"
+    assert re.match(LINE + f"FALLBACK: LiteLLM {cause}, switched to {fallback.label}$",
+                    lines[0]), lines
     assert re.match(LINE + re.escape("RESTORED: LiteLLM recovered, switched back to primary"),
                     lines[1]), lines
-    text = "\n".join(event_lines(config))
-    assert "EMERGENCY: All providers failed" in text  # every request failed: that is true here
 
 
 @aio

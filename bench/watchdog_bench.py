@@ -354,7 +354,9 @@ def following_trials(rig: Rig, fault: Fault, count: int, hold: float,
 
 def steady_state(rig: Rig, seconds: float) -> dict[str, float]:
     """RSS, CPU share and upstream calls of ``provider-fallback watch`` at default settings."""
-    config = rig.default_config
+    # The exporter on a free port: 9464 belongs to a deployed watchdog, if any.
+    config = rig.default_config.model_copy(update={"listen": rig.default_config.listen.model_copy(
+        update={"port": free_port()})})
     path = rig.work / "watchdog.json"
     path.write_text(config.model_dump_json())
     for up in rig.upstreams.values():

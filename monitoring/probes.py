@@ -116,8 +116,11 @@ class LitellmSnapshot:
     """
 
     states: dict[str, int]
-    failures: dict[tuple[str, str], float]
-    successes: dict[str, float]
+    #: Keyed (model group, status, series) and (model group, series): increases are taken per
+    #: series, so a series LiteLLM drops (its idle-series cleanup) is not mistaken for a
+    #: counter reset whose whole value would count as new failures.
+    failures: dict[tuple[str, str, str], float]
+    successes: dict[tuple[str, str], float]
     successful_fallbacks: dict[tuple[str, str], float]
     failed_fallbacks: dict[tuple[str, str], float]
     cooled_down: dict[str, float]
@@ -157,8 +160,8 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
 
     current: dict[str, int] = {}
     stale: dict[str, int] = {}
-    failures: dict[tuple[str, str], float] = {}
-    successes: dict[str, float] = {}
+    failures: dict[tuple[str, str, str], float] = {}
+    successes: dict[tuple[str, str], float] = {}
     ok_fallbacks: dict[tuple[str, str], float] = {}
     bad_fallbacks: dict[tuple[str, str], float] = {}
     cooled: dict[str, float] = {}
@@ -185,10 +188,10 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             group = labels.get("model_group") or labels.get("requested_model", "")
             status = (COOLDOWN_STATUS if labels.get("exception_class") == "RouterRateLimitError"
                       else labels.get("exception_status", ""))
-            _add(failures, (group, status), s.value)
+            _add(failures, (group, status, _series_id(labels)), s.value)
         elif s.name == metrics.LITELLM_SUCCESSES:
-            _add(successes, labels.get("model_group") or labels.get("requested_model", ""),
-                 s.value)
+            group = labels.get("model_group") or labels.get("requested_model", "")
+            _add(successes, (group, _series_id(labels)), s.value)
         elif s.name in (metrics.LITELLM_SUCCESSFUL_FALLBACKS, metrics.LITELLM_FAILED_FALLBACKS):
             key = (labels.get("requested_model", ""), labels.get("fallback_model", ""))
             _add(ok_fallbacks if s.name == metrics.LITELLM_SUCCESSFUL_FALLBACKS
@@ -200,6 +203,18 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
     states = {**stale, **current}
     return LitellmSnapshot(states, failures, successes, ok_fallbacks, bad_fallbacks, cooled,
                            in_flight)
+
+
+def _series_id(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _by_group(per_series: Mapping[Any, float]) -> dict[Any, float]:
+    """Per-series increases summed without the series: (group, status) or group."""
+    out: dict[Any, float] = {}
+    for key, n in per_series.items():
+        _add(out, key[0] if len(key) == 2 else key[:-1], n)
+    return out
 
 
 def _delta(now: Mapping[Any, float], before: Mapping[Any, float] | None) -> dict[Any, float]:
@@ -590,8 +605,8 @@ def _int(value: str | None) -> int | None:
 
 def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
                    latency: float) -> ProbeResult:
-    failures = _delta(snap.failures, before.failures if before else None)
-    successes = _delta(snap.successes, before.successes if before else None)
+    failures = _by_group(_delta(snap.failures, before.failures if before else None))
+    successes = _by_group(_delta(snap.successes, before.successes if before else None))
     ok_fb = _delta(snap.successful_fallbacks, before.successful_fallbacks if before else None)
     bad_fb = _delta(snap.failed_fallbacks, before.failed_fallbacks if before else None)
     cooled = _delta(snap.cooled_down, before.cooled_down if before else None)

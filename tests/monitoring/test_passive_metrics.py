@@ -3,7 +3,9 @@ from the pinned proxy in front of the fake upstreams, ids shortened)."""
 
 from __future__ import annotations
 
-from monitoring.probes import COOLDOWN_STATUS, USER_AGENT, parse_litellm_metrics
+from typing import Any
+
+from monitoring.probes import COOLDOWN_STATUS, USER_AGENT, _by_group, parse_litellm_metrics
 
 ALIASES = ["groq-70b", "groq-8b", "openrouter-free"]
 UPSTREAM = {"groq-70b": "openai/llama-3.3-70b-versatile",
@@ -51,15 +53,30 @@ def exposition() -> str:
 
 def test_the_watchdogs_own_canaries_are_not_counted_as_traffic() -> None:
     snap = parse_litellm_metrics(exposition(), ALIASES, UPSTREAM)
-    assert snap.successes == {"groq-70b": 7.0}
-    assert ("openrouter-free", "503") not in snap.failures
+    assert _by_group(snap.successes) == {"groq-70b": 7.0}
+    assert ("openrouter-free", "503") not in _by_group(snap.failures)
 
 
 def test_litellms_cooldown_refusals_are_not_the_upstreams_status() -> None:
     snap = parse_litellm_metrics(exposition(), ALIASES, UPSTREAM)
-    assert snap.failures == {("groq-70b", "503"): 3.0, ("groq-70b", COOLDOWN_STATUS): 5.0}
+    assert _by_group(snap.failures) == {("groq-70b", "503"): 3.0,
+                                        ("groq-70b", COOLDOWN_STATUS): 5.0}
 
 
 def test_requests_in_flight_leave_out_the_reading_request() -> None:
     assert parse_litellm_metrics(exposition(), ALIASES, UPSTREAM).in_flight == 3.0
     assert parse_litellm_metrics("", ALIASES, UPSTREAM).in_flight is None
+
+
+def test_a_series_litellm_drops_is_not_a_counter_reset() -> None:
+    """1.108.7 can drop idle series: the sum of a group's failures then goes DOWN, which a
+    per-group reading would take for a proxy restart and count in full as new failures."""
+    from monitoring.probes import _judge_metrics
+
+    before = parse_litellm_metrics(exposition(), ALIASES, UPSTREAM)
+    text = "\n".join(line for line in exposition().splitlines()
+                     if "RouterRateLimitError" not in line) + "\n"
+    after = parse_litellm_metrics(text, ALIASES, UPSTREAM)
+    detail: dict[str, Any] = dict(_judge_metrics(after, before, 0.01).detail)
+    assert detail["failures"] == {}
+    assert detail["by_group"] == {}

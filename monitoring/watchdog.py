@@ -132,7 +132,6 @@ class Watchdog:
         # provider failing", so no EMERGENCY while one served within SERVED_WINDOW_S.
         self._last_served: dict[str, float] = {}
         self._next_chain_check: dict[str, float] = {}
-        self._canary_turn: dict[str, int] = {}
         self._stall_since: float | None = None
         self._stall_probed = False
         self._canary_tasks: dict[str, tuple[asyncio.Task[ProbeResult], bool]] = {}
@@ -222,10 +221,13 @@ class Watchdog:
         return True
 
     def _canary_models(self, provider: ProviderSpec) -> list[str]:
-        """The models a canary may ask for to prove ``provider``'s completions: its free ones;
+        """The models a canary may ask for to prove ``provider``'s completions, those the
+        targets name first: its free ones;
         else its cheapest, and only for a provider that gates a target (a paid max-one-token
         call during an incident, never in the steady state, never under the kill switch)."""
-        models = [(a, self.config.models[a]) for a in provider.models if a in self.config.models]
+        used = {t.settings.get("model") for t in self.targets.values()}
+        models = sorted(((a, self.config.models[a]) for a in provider.models
+                         if a in self.config.models), key=lambda am: am[0] not in used)
         free = [a for a, m in models if m.is_free]
         if free:
             return free
@@ -319,10 +321,10 @@ class Watchdog:
         return out
 
     def _next_canary_model(self, route: str, models: list[str]) -> str:
-        """Rotate through a provider's canary models: one LiteLLM cooled down is skipped next."""
-        turn = self._canary_turn.get(route, -1) + 1
-        self._canary_turn[route] = turn
-        return models[turn % len(models)]
+        """The model a canary asks for: the one the agents use where the provider serves it,
+        so a restore is proven on the very group the agents come back to (not on a sibling
+        while theirs is still cooling down in LiteLLM)."""
+        return models[0]
 
     def _passive(self, snapshot: ProbeResult) -> list[ProbeResult]:
         """Per-provider health from real traffic: LiteLLM's counters since the last read.
@@ -352,20 +354,27 @@ class Watchdog:
                 for counts in merged:
                     for status, n in counts.items():
                         statuses[status] = statuses.get(status, 0.0) + n
+            # LiteLLM refusing the group itself (its cooldown) reached no upstream: for an open
+            # route that is no verdict; for a usable one it is a failure all the same (LiteLLM
+            # will not serve the agents' group now), classed by the upstream's status if seen.
             refused = statuses.pop(COOLDOWN_STATUS, 0.0)
-            failed = sum(statuses.values())
+            counted = refused if circuit_of(self.state.route(provider.name)).usable else 0.0
+            failed = sum(statuses.values()) + counted
             if served and not failed:
                 out.append(ProbeResult(provider.name, ProbeKind.METRICS, True,
                                        snapshot.latency_s, 200, None,
                                        f"{served:g} requests served"))
             elif failed:
-                worst = max(statuses, key=lambda k: statuses[k])
+                worst = max(statuses, key=lambda k: statuses[k]) if statuses else COOLDOWN_STATUS
                 share = f" of {failed + served:g}" if served else ""
-                cooled = f"; {refused:g} refused by LiteLLM's cooldown" if refused else ""
+                what = ("refused by LiteLLM's cooldown, the upstream's error hidden"
+                        if worst == COOLDOWN_STATUS else f"upstream status {worst}")
+                cooled = (f"; {refused:g} refused by LiteLLM's cooldown"
+                          if refused and worst != COOLDOWN_STATUS else "")
                 out.append(ProbeResult(
                     provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
                     class_of_status(worst), f"{failed:g}{share} requests failed through the "
-                    f"proxy (upstream status {worst}{cooled})", None,
+                    f"proxy ({what}{cooled})", None,
                     {"failed": failed, "served": served}))
         return out
 

@@ -15,12 +15,21 @@ longer than 30 s (a shorter fault is restored 30 s after the fallback, by design
 
 Failover latency: fault injected -> every agent file switched. Restore latency: fault
 cleared -> agent files back on the primary.
+
+The completion faults (``chat-503``: every provider answers ``GET /models`` with 200 and every
+chat completion with 503, issue 11's scenario B) run with B2's agent instead: one request a
+second, sent only while its agent file points at the proxy (a switched agent sends the proxy
+nothing). The fault is held ``--hold`` seconds after the failover (the window in which the
+watchdog used to flap), then cleared; the switches of each incident are counted from the event
+log until ``--settle`` seconds after the restore, with the agent back on the proxy: exactly 2
+(one out, one back) is right.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -37,7 +46,7 @@ from typing import Any
 import httpx
 import yaml
 
-from monitoring.events import EventLog
+from monitoring.events import EventLog, read_events
 from monitoring.exporter import Exporter
 from monitoring.layout import host_env_name, layout
 from monitoring.probes import Prober
@@ -133,6 +142,32 @@ class Agent:
                     time.sleep(0.05)
 
 
+class FollowingAgent:
+    """Issue 11's B2 agent: one request a second, each on its own thread (open loop, as a user
+    keeps typing), sent only while the agent file points at the proxy."""
+
+    def __init__(self, rig: Rig, config: WatchdogConfig, rate_hz: float = 1.0) -> None:
+        self.rig, self.config, self.period = rig, config, 1.0 / rate_hz
+        self.done = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _one(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{self.rig.url}/v1/chat/completions", timeout=120,
+                       headers={"Authorization": f"Bearer {self.rig.master}"},
+                       json={"model": "groq-70b", "max_tokens": 1,
+                             "messages": [{"role": "user", "content": "hi"}],
+                             "cache": {"no-cache": True, "no-store": True}})
+
+    def _loop(self) -> None:
+        while not self.done.wait(self.period):
+            if provider_in_file(self.config) == "litellm":
+                self.sent += 1
+                threading.Thread(target=self._one, daemon=True).start()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
     """Seconds until ``predicate`` holds (polled every 10 ms); raises after ``timeout``."""
     start = time.monotonic()
@@ -162,6 +197,18 @@ def _upstream(kind: FaultKind) -> Fault:
     return Fault(f"upstream {kind}", inject, clear)
 
 
+def _completions(status: int) -> Fault:
+    """Issue 11's B: chat completions fail at every upstream, ``/models`` still answers."""
+    def inject(rig: Rig) -> None:
+        for up in rig.upstreams.values():
+            up.set_fault("500", status=status, paths=("/chat/completions",))
+
+    def clear(rig: Rig) -> None:
+        for up in rig.upstreams.values():
+            up.clear_fault()
+    return Fault(f"completions {status}", inject, clear)
+
+
 def _proxy_hang() -> Fault:
     def inject(rig: Rig) -> None:
         assert rig.proxy.process is not None
@@ -182,6 +229,7 @@ def _proxy_down() -> Fault:
 FAULTS = {
     "refused": _upstream("refused"), "hang": _upstream("hang"), "5xx": _upstream("500"),
     "401": _upstream("401"), "404": _upstream("404"), "429": _upstream("429"),
+    "chat-503": _completions(503),
     "proxy-hang": _proxy_hang(),
     "proxy-down": _proxy_down(),
 }
@@ -250,9 +298,57 @@ def trials(rig: Rig, fault: Fault, count: int,
     return {"failover_s": failover, "restore_s": restore}
 
 
+def switches(config: WatchdogConfig) -> int:
+    """Automatic switches of the agents recorded so far (FALLBACK/RESTORED that switched)."""
+    try:
+        events = read_events(config.paths.event_jsonl)
+    except FileNotFoundError:
+        return 0
+    return sum(1 for e in events if e.kind in ("FALLBACK", "RESTORED") and "switched" in e.message)
+
+
+def following_trials(rig: Rig, fault: Fault, count: int, hold: float,
+                     settle: float) -> dict[str, list[float]]:
+    """Trials with B2's following agent; also the switches of each incident."""
+    config = rig.default_config.model_copy(update={
+        "hysteresis": rig.default_config.hysteresis.model_copy(update={
+            "min_dwell": 1.0, "max_switches_per_hour": 1_000_000})})
+    stop = threading.Event()
+    thread = run_watchdog(rig, config, stop)
+    out: dict[str, list[float]] = {"failover_s": [], "restore_s": [], "switches": [],
+                                   "canaries": [], "sent_while_away": []}
+    try:
+        wait_for(lambda: provider_in_file(config) == "litellm", 60)
+        agent = FollowingAgent(rig, config)
+        for _ in range(count):
+            time.sleep(3)  # traffic flowing and the metrics baseline read, as in use
+            before = switches(config)
+            fault.inject(rig)
+            out["failover_s"].append(wait_for(lambda: provider_in_file(config) == "z-ai", 120))
+            sent = agent.sent
+            chats = sum(1 for up in rig.upstreams.values() for r in up.requests
+                        if r.path.endswith("/chat/completions"))
+            time.sleep(hold)
+            out["canaries"].append(sum(1 for up in rig.upstreams.values() for r in up.requests
+                                       if r.path.endswith("/chat/completions")) - chats)
+            out["sent_while_away"].append(agent.sent - sent)
+            fault.clear(rig)
+            out["restore_s"].append(wait_for(lambda: provider_in_file(config) == "litellm", 180))
+            time.sleep(settle)
+            out["switches"].append(switches(config) - before)
+        agent.done.set()
+    finally:
+        stop.set()
+        thread.join(30)
+        fault.clear(rig)
+    return out
+
+
 def steady_state(rig: Rig, seconds: float) -> dict[str, float]:
     """RSS, CPU share and upstream calls of ``provider-fallback watch`` at default settings."""
-    config = rig.default_config
+    # The exporter on a free port: 9464 belongs to a deployed watchdog, if any.
+    config = rig.default_config.model_copy(update={"listen": rig.default_config.listen.model_copy(
+        update={"port": free_port()})})
     path = rig.work / "watchdog.json"
     path.write_text(config.model_dump_json())
     for up in rig.upstreams.values():
@@ -301,6 +397,10 @@ def main() -> int:
     parser.add_argument("--json", help="write the raw figures here")
     parser.add_argument("--provider-interval", type=float,
                         help="override watchdog.provider_probe_interval (default: stack.yaml)")
+    parser.add_argument("--hold", type=float, default=40,
+                        help="completion faults: seconds the fault lasts after the failover")
+    parser.add_argument("--settle", type=float, default=15,
+                        help="completion faults: seconds watched after the restore for flaps")
     args = parser.parse_args()
     results: dict[str, Any] = {"settings": {}, "faults": {}}
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
@@ -311,12 +411,19 @@ def main() -> int:
                 "probes": rig.default_config.probes.model_dump(),
                 "hysteresis": rig.default_config.hysteresis.model_dump()}
             for name in args.faults.split(","):
-                runs = trials(rig, FAULTS[name], args.trials, args.provider_interval)
+                if name.startswith("chat-"):
+                    runs = following_trials(rig, FAULTS[name], args.trials, args.hold,
+                                            args.settle)
+                else:
+                    runs = trials(rig, FAULTS[name], args.trials, args.provider_interval)
                 results["faults"][name] = runs
                 fo, rs = runs["failover_s"], runs["restore_s"]
+                extra = (f"  switches per incident {sorted(set(runs['switches']))}, canaries "
+                         f"while held median {statistics.median(runs['canaries']):g}"
+                         if "switches" in runs else "")
                 print(f"{name:12s} failover p50 {statistics.median(fo):5.2f} s  p95 "
                       f"{pct(fo, 0.95):5.2f} s | restore p50 {statistics.median(rs):5.2f} s  "
-                      f"p95 {pct(rs, 0.95):5.2f} s  ({len(fo)} trials)", flush=True)
+                      f"p95 {pct(rs, 0.95):5.2f} s  ({len(fo)} trials){extra}", flush=True)
             results["steady"] = steady_state(rig, args.steady_seconds)
             print(json.dumps(results["steady"], indent=2))
         finally:

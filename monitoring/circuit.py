@@ -120,4 +120,5 @@ def observe(route: RouteState, outcome: Outcome, now: datetime,
         route.consecutive_successes = 0
         route.last_error_class = None
         route.diagnosis = None
+        route.failed_path = None
     return Change(before, after)

@@ -232,6 +232,8 @@ def _summary(config: WatchdogConfig, state: WatchdogState, live: Liveness,
         "restarts_last_hour": state.restarts_since(hour),
         "switches_last_hour": state.switches_since(hour),
         "crash_loop": bool(state.extra.get("crash_loop")),
+        # Set while the hourly switch cap is what keeps the agents where they are.
+        "cap_hold": state.extra.get("cap_hold"),
         "budget": {**budget.to_json(), "kill_switch_active": kill},
         "agents": state.extra.get("agents", []),
         "routes": {name: {"state": circuit_of(state.route(name)).label,
@@ -261,6 +263,14 @@ def _status_lines(config: WatchdogConfig, summary: dict[str, Any], now: datetime
     degraded.append(f"; proxy restarts in the last hour: {summary['restarts_last_hour']}")
     if summary["crash_loop"]:
         degraded.append("; CRASH LOOP", "bold red")
+    hold = summary.get("cap_hold")
+    cap = None
+    if isinstance(hold, dict):
+        cap = Text("  switch cap: ", "bold yellow")
+        cap.append(f"holding the agents off {hold.get('target')} until "
+                   f"{hold.get('until') or 'a switch of the last hour ages out'} "
+                   f"({hold.get('switches_last_hour')} switches in the last hour, "
+                   f"cap {hold.get('cap')})")
     b = summary["budget"]
     budget = Text("  budget: ")
     budget.append_text(out.styled(b["status"]))
@@ -269,7 +279,7 @@ def _status_lines(config: WatchdogConfig, summary: dict[str, Any], now: datetime
     budget.append(*(("ON (free providers only)", "bold red") if b["kill_switch_active"]
                     else ("off", "green")))
     budget.append(f"; stale answers this month: {b['stale_answers']}")
-    return [target, degraded, budget]
+    return [target, degraded, *([cap] if cap is not None else []), budget]
 
 
 def _route_rows(config: WatchdogConfig, summary: dict[str, Any],

@@ -94,6 +94,8 @@ LITELLM_SUCCESSFUL_FALLBACKS = "litellm_deployment_successful_fallbacks_total"
 LITELLM_FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"
 LITELLM_COOLED_DOWN = "litellm_deployment_cooled_down_total"
 LITELLM_LATENCY = "litellm_request_total_latency_metric"  # histogram
+#: HTTP requests the proxy is serving now (1.108.7: proxy-wide, unlabelled, the reader included).
+LITELLM_IN_FLIGHT = "litellm_in_flight_requests"
 
 LITELLM_METRICS: tuple[str, ...] = (
     LITELLM_DEPLOYMENT_STATE, LITELLM_REQUESTS, LITELLM_FAILURES, LITELLM_SUCCESSES,

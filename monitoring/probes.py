@@ -78,6 +78,11 @@ COOLDOWN_STATUS = "cooldown"
 #: LiteLLM deployment states (``litellm_deployment_state``).
 HEALTHY, PARTIAL, OUTAGE = 0, 1, 2
 
+#: The watchdog's User-Agent. LiteLLM 1.108.7 labels its deployment success and failure
+#: counters with the caller's ``user_agent``, so the passive reader can leave the watchdog's
+#: own canaries out of the evidence from real traffic (each canary is judged once, by its reply).
+USER_AGENT = "provider-fallback-watchdog"
+
 
 class ProbeKind(StrEnum):
     LIVENESS = "liveness"
@@ -119,11 +124,16 @@ class LitellmSnapshot:
     """
 
     states: dict[str, int]
-    failures: dict[tuple[str, str], float]
-    successes: dict[str, float]
+    #: Keyed (model group, status, series) and (model group, series): increases are taken per
+    #: series, so a series LiteLLM drops (its idle-series cleanup) is not mistaken for a
+    #: counter reset whose whole value would count as new failures.
+    failures: dict[tuple[str, str, str], float]
+    successes: dict[tuple[str, str], float]
     successful_fallbacks: dict[tuple[str, str], float]
     failed_fallbacks: dict[tuple[str, str], float]
     cooled_down: dict[str, float]
+    #: Requests the proxy is serving right now, the reading request excluded (None: not exported).
+    in_flight: float | None = None
 
 
 def _add(counter: dict[Any, float], key: Any, value: float) -> None:
@@ -169,14 +179,19 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
 
     current: dict[str, int] = {}
     stale: dict[str, int] = {}
-    failures: dict[tuple[str, str], float] = {}
-    successes: dict[str, float] = {}
+    failures: dict[tuple[str, str, str], float] = {}
+    successes: dict[tuple[str, str], float] = {}
     ok_fallbacks: dict[tuple[str, str], float] = {}
     bad_fallbacks: dict[tuple[str, str], float] = {}
     cooled: dict[str, float] = {}
+    in_flight: float | None = None
     for s in samples:
         labels = s.labels
-        if s.name == metrics.LITELLM_DEPLOYMENT_STATE:
+        if labels.get("user_agent", "").startswith(USER_AGENT):
+            continue  # the watchdog's own canary: judged by its reply, not counted twice
+        if s.name == metrics.LITELLM_IN_FLIGHT:
+            in_flight = max(0.0, s.value - 1)  # less the request reading /metrics
+        elif s.name == metrics.LITELLM_DEPLOYMENT_STATE:
             name = labels.get("litellm_model_name", "")
             group = group_of_id.get(labels.get("model_id", ""))
             if group is None:
@@ -190,14 +205,12 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             target[group] = max(target.get(group, HEALTHY), int(s.value))
         elif s.name == metrics.LITELLM_FAILURES:
             group = labels.get("model_group") or labels.get("requested_model", "")
-            status = labels.get("exception_status", "")
-            if labels.get("exception_class") == LITELLM_COOLDOWN_EXCEPTION:
-                causes = {k: v for k, v in cooldown_causes.get(group, {}).items() if k}
-                status = max(causes, key=lambda k: causes[k]) if causes else COOLDOWN_STATUS
-            _add(failures, (group, status), s.value)
+            status = (COOLDOWN_STATUS if labels.get("exception_class") == LITELLM_COOLDOWN_EXCEPTION
+                      else labels.get("exception_status", ""))
+            _add(failures, (group, status, _series_id(labels)), s.value)
         elif s.name == metrics.LITELLM_SUCCESSES:
-            _add(successes, labels.get("model_group") or labels.get("requested_model", ""),
-                 s.value)
+            group = labels.get("model_group") or labels.get("requested_model", "")
+            _add(successes, (group, _series_id(labels)), s.value)
         elif s.name in (metrics.LITELLM_SUCCESSFUL_FALLBACKS, metrics.LITELLM_FAILED_FALLBACKS):
             key = (labels.get("requested_model", ""), labels.get("fallback_model", ""))
             _add(ok_fallbacks if s.name == metrics.LITELLM_SUCCESSFUL_FALLBACKS
@@ -207,7 +220,20 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
             group = group_of_id.get(labels.get("model_id", ""), name)
             _add(cooled, group, s.value)
     states = {**stale, **current}
-    return LitellmSnapshot(states, failures, successes, ok_fallbacks, bad_fallbacks, cooled)
+    return LitellmSnapshot(states, failures, successes, ok_fallbacks, bad_fallbacks, cooled,
+                           in_flight)
+
+
+def _series_id(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _by_group(per_series: Mapping[Any, float]) -> dict[Any, float]:
+    """Per-series increases summed without the series: (group, status) or group."""
+    out: dict[Any, float] = {}
+    for key, n in per_series.items():
+        _add(out, key[0] if len(key) == 2 else key[:-1], n)
+    return out
 
 
 def _delta(now: Mapping[Any, float], before: Mapping[Any, float] | None) -> dict[Any, float]:
@@ -265,7 +291,7 @@ class Prober:
         self.client = client or httpx.AsyncClient(
             follow_redirects=False, trust_env=True,
             mounts=direct_mounts([proxy.url, *(p.api_base for p in providers)]),
-            headers={"User-Agent": "provider-fallback-watchdog"})
+            headers={"User-Agent": USER_AGENT})
         #: time.monotonic() of the proxy's last reply of any kind (an error status counts: it
         #: answered). The restart rule tells a slow proxy from a hung one by it.
         self.proxy_answered_at: float | None = None
@@ -560,6 +586,45 @@ class Prober:
         return await self._exchange(PROXY_ROUTE, ProbeKind.COMPLETION, "POST", url,
                                     self._auth_headers(key), judge, json_body=body)
 
+    async def canary(self, model: str) -> ProbeResult:
+        """One ``max_tokens: 1`` completion of ``model`` through the proxy, judged by its reply:
+        the evidence a route opened by failed completions needs before it may close.
+
+        LiteLLM is asked for ONE attempt at that model group (``num_retries: 0``,
+        ``disable_fallbacks: true``): an answer served by a retry or by another group of the
+        chain would prove nothing about this one. It bypasses the response cache like
+        :meth:`completion`. A 429 from LiteLLM's own cooldown (no upstream was asked) carries
+        ``detail["cooldown"]``: the caller takes it as no verdict either way.
+        """
+        key = self._secret(self.proxy.master_key_env)
+        if key is None:
+            return self._missing_key(PROXY_ROUTE, ProbeKind.COMPLETION, self.proxy.master_key_env)
+        url = self.proxy.url + "/v1/chat/completions"
+        body = {"model": model, "max_tokens": 1, "num_retries": 0, "disable_fallbacks": True,
+                "messages": [{"role": "user", "content": "Reply with one word: ok"}],
+                "cache": {"no-cache": True, "no-store": True}}
+
+        async def judge(response: httpx.Response, latency: float) -> ProbeResult:
+            group = response.headers.get("x-litellm-model-group")
+            detail: dict[str, Any] = {"model": model, "model_group": group, "canary": True}
+            if response.status_code != 200:
+                return self._failed(PROXY_ROUTE, ProbeKind.COMPLETION, response, latency, detail)
+            try:
+                data = response.json()
+                has_choice = isinstance(data, dict) and bool(data.get("choices"))
+            except ValueError:
+                has_choice = False
+            if not has_choice or (group is not None and group != model):
+                why = ("the completion has no choices" if not has_choice
+                       else f"answered by {group}, not {model}")
+                return ProbeResult(PROXY_ROUTE, ProbeKind.COMPLETION, False, latency, 200,
+                                   ErrorClass.SERVER, f"canary {model}: {why}", None, detail)
+            return ProbeResult(PROXY_ROUTE, ProbeKind.COMPLETION, True, latency, 200, None,
+                               f"canary {model} answered in {latency:.2f} s", None, detail)
+
+        return await self._exchange(PROXY_ROUTE, ProbeKind.COMPLETION, "POST", url,
+                                    self._auth_headers(key), judge, json_body=body)
+
     # -- diagnosis inputs
 
     def diagnosis_inputs(self, result: ProbeResult, *, provider_ok: bool | None = None,
@@ -632,8 +697,8 @@ def _int(value: str | None) -> int | None:
 
 def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
                    latency: float) -> ProbeResult:
-    failures = _delta(snap.failures, before.failures if before else None)
-    successes = _delta(snap.successes, before.successes if before else None)
+    failures = _by_group(_delta(snap.failures, before.failures if before else None))
+    successes = _by_group(_delta(snap.successes, before.successes if before else None))
     ok_fb = _delta(snap.successful_fallbacks, before.successful_fallbacks if before else None)
     bad_fb = _delta(snap.failed_fallbacks, before.failed_fallbacks if before else None)
     cooled = _delta(snap.cooled_down, before.cooled_down if before else None)
@@ -650,6 +715,7 @@ def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
         "successful_fallbacks": {f"{a}->{b}": n for (a, b), n in sorted(ok_fb.items())},
         "failed_fallbacks": {f"{a}->{b}": n for (a, b), n in sorted(bad_fb.items())},
         "cooled_down": dict(sorted(cooled.items())),
+        "in_flight": snap.in_flight,
     }
     error_class: ErrorClass | None = None
     if failures:
@@ -665,16 +731,21 @@ def _judge_metrics(snap: LitellmSnapshot, before: LitellmSnapshot | None,
     for group, n in successes.items():
         by_group.setdefault(group, {"failures": 0.0, "statuses": {}, "successes": 0.0})
         by_group[group]["successes"] += n
-    # LiteLLM counts a request's failures only under the group asked for; a fallback group
-    # that failed too shows in the failed-fallback counter, so fold it in (under the status
-    # its request failed with). The successful-fallback counter is no evidence for a group:
-    # LiteLLM 1.108.7 bumps it for every group of a chain that ended well, failing ones too.
+    # LiteLLM 1.108.7 counts only a request's FIRST failed attempt (under the group asked
+    # for; its retries and fallback attempts share the call id and are not counted again). A
+    # fallback group that failed too shows only in the failed-fallback counter, bumped when
+    # the whole request ends: up to the chain's retries later (10-20 s at default settings),
+    # so possibly after the fault has cleared. It is kept apart ("fallback_failures", under
+    # the status its request failed with) for the consumer to weigh. The successful-fallback
+    # counter is no evidence for a group: 1.108.7 bumps it for every group of a chain that
+    # ended well, failing ones too.
     for (asked, fallback), n in bad_fb.items():
         entry = by_group.setdefault(fallback, {"failures": 0.0, "statuses": {}, "successes": 0.0})
         statuses = by_group.get(asked, {}).get("statuses") or {"500": 0.0}
         status = max(statuses, key=lambda k: statuses[k])
-        entry["failures"] += n
-        entry["statuses"][status] = entry["statuses"].get(status, 0.0) + n
+        late = entry.setdefault("fallback_statuses", {})
+        entry["fallback_failures"] = entry.get("fallback_failures", 0.0) + n
+        late[status] = late.get(status, 0.0) + n
     # Per model group since the last read: what real traffic did (the watchdog maps groups
     # to providers for passive health).
     detail["by_group"] = by_group

@@ -79,6 +79,10 @@ class RouteState(_Model):
     last_message: str | None = None
     diagnosis: str | None = None
     last_latency_s: float | None = None
+    #: The evidence path this route failed on since it was last healthy: ``completion`` when
+    #: requests through the proxy (real traffic or a canary) failed, so that only a completion
+    #: can close it again; None when only the reachability probes failed.
+    failed_path: str | None = None
 
 
 class Pin(_Model):

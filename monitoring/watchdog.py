@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ from monitoring.probes import (
 from monitoring.recovery import Backend, HangEvidence, ProcessBackend, RestartGate, proxy_pid
 from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
-from monitoring.watchdog_config import TargetSpec, WatchdogConfig
+from monitoring.watchdog_config import ProviderSpec, TargetSpec, WatchdogConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,21 @@ CAUSE: dict[str, str] = {
 PIN_FILE = "pin.json"
 WATCHDOG_PID_FILE = "watchdog.pid"
 LEAVING_DEGRADED = "Providers recovered, leaving degraded mode"
+#: ``RouteState.failed_path`` of a route whose completions failed: only a completion closes it.
+COMPLETION_PATH = "completion"
+#: Probe kinds that are evidence from the completion path (real traffic, canaries).
+COMPLETION_KINDS = frozenset({ProbeKind.METRICS, ProbeKind.COMPLETION})
+#: Requests in flight at the proxy with none finishing for this long is a stall: every provider
+#: is probed directly at once instead of at its slow cadence (item 9: a hung upstream shows no
+#: failure until LiteLLM's request_timeout; a healthy long answer only costs one unbilled round).
+STALL_AFTER_S = 3.0
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+#: EMERGENCY ("All providers failed") needs no provider to have served a request through the
+#: proxy for this long (or three /metrics reads, if longer): a provider failing about half its
+#: requests has not failed, and a proxy slowed down by a storm of failing requests may serve
+#: none for a few seconds. Degraded mode itself is the proxy's (its cache answers at once);
+#: this only delays the announcement.
+SERVED_WINDOW_S = 10.0
 
 Clock = Callable[[], datetime]
 
@@ -138,6 +153,14 @@ class Watchdog:
             str(a.get("agent")): str(a.get("restart") or "")
             for a in (seen if isinstance(seen, list) else []) if isinstance(a, dict)}
         self.passive: ProbeResult | None = None
+        # Per provider route: when requests through the proxy were last served by it (real
+        # traffic or a canary), failing windows included: about half failing is not "every
+        # provider failing", so no EMERGENCY while one served within SERVED_WINDOW_S.
+        self._last_served: dict[str, float] = {}
+        self._next_chain_check: dict[str, float] = {}
+        self._stall_since: float | None = None
+        self._stall_probed = False
+        self._canary_tasks: dict[str, tuple[asyncio.Task[ProbeResult], bool]] = {}
         # Budget and kill switch (runbook 9.1-9.3): the cost log the proxy writes, read
         # incrementally; the kill switch shared with the proxy through the provider config.
         self.ledger = CostLedger(config.paths.cost_log)
@@ -181,6 +204,13 @@ class Watchdog:
             if results[0].ok:  # the proxy answered this tick: its /metrics will too
                 self.passive = await self.prober.litellm_metrics()
                 results += self._passive(self.passive)
+                if self._stalled(self.passive, now):
+                    probed = {r.route for r in results[1:]}
+                    results += await asyncio.gather(*(
+                        self.prober.provider(spec) for spec in self.config.providers
+                        if spec.name not in probed))
+        if results[0].ok:
+            results += await self._canaries(results)
         if probes.completion_enabled and results[0].ok and now >= self._next_completion:
             self._next_completion = now + probes.completion_interval
             done = await self.prober.completion()
@@ -189,47 +219,189 @@ class Watchdog:
                 # A real request tells about its model's provider, not about the proxy
                 # (whose own health the liveness and models probes judge).
                 results.append(dataclasses.replace(done, route=model.provider))
-        # One verdict per route and tick: a failure wins over a success of the same tick.
+        # One verdict per route and tick: a failure wins over a success of the same tick, and
+        # among successes the completion path's wins (it is what a completion failure needs).
         verdicts: dict[str, ProbeResult] = {}
         for result in results:
             kept = verdicts.get(result.route)
-            if kept is None or (kept.ok and not result.ok):
+            if kept is None or (kept.ok and not result.ok) or (
+                    kept.ok and result.ok and result.kind in COMPLETION_KINDS):
                 verdicts[result.route] = result
         return list(verdicts.values())
+
+    def _stalled(self, snapshot: ProbeResult, now: float) -> bool:
+        """True once per stall: requests in flight at the proxy and none finished (no counter
+        of LiteLLM's moved) for :data:`STALL_AFTER_S`. LiteLLM 1.108.7 exports no per-request
+        time to first byte for a request still waiting (its time-to-first-token histogram is
+        observed when a stream ends well), so the proxy-wide in-flight gauge is the evidence."""
+        detail = snapshot.detail
+        moving = any(detail.get(k) for k in ("failures", "successes", "failed_fallbacks"))
+        if not detail.get("in_flight") or moving:
+            self._stall_since, self._stall_probed = None, False
+            return False
+        if self._stall_since is None:
+            self._stall_since = now
+        if self._stall_probed or now - self._stall_since < STALL_AFTER_S:
+            return False
+        self._stall_probed = True
+        return True
+
+    def _canary_models(self, provider: ProviderSpec) -> list[str]:
+        """The models a canary may ask for to prove ``provider``'s completions, those the
+        targets name first: its free ones;
+        else its cheapest, and only for a provider that gates a target (a paid max-one-token
+        call during an incident, never in the steady state, never under the kill switch)."""
+        used = {t.settings.get("model") for t in self.targets.values()}
+        models = sorted(((a, self.config.models[a]) for a in provider.models
+                         if a in self.config.models), key=lambda am: am[0] not in used)
+        free = [a for a, m in models if m.is_free]
+        if free:
+            return free
+        gates = any(t.route == provider.name or provider.name in t.via
+                    for t in self.targets.values())
+        if self.kill_active or not gates or not models:
+            return []
+        return [min(models, key=lambda am: am[1].input_usd_per_1k + am[1].output_usd_per_1k)[0]]
+
+    async def _canaries(self, results: list[ProbeResult]) -> list[ProbeResult]:
+        """Completions through the proxy that decide routes by the path that failed.
+
+        - Half-open canary: a route opened by failed completions is tried again once
+          ``half_open_after`` has passed since its last failure, then every tick while it is
+          half-open; only these successes close it (a provider whose ``/models`` answers while
+          its completions fail stays open, whether or not agents still send traffic).
+        - Chain check: while real traffic shows a provider of a target's LiteLLM chain failing
+          completions, the other providers of that chain are tried (every tick while suspect,
+          else once per ``provider_probe_interval``): LiteLLM's retries and fallbacks take
+          10-20 s at default settings to reach the last provider of a chain, and 1.108.7 counts
+          only each request's FIRST failed attempt in its metrics, so waiting for real traffic to
+          show the whole chain failing would cost that long. The same check runs each tick
+          while the proxy answers again after it failed (its route not yet closed): a proxy
+          that hung in a storm of failing requests must not bring the agents back to a chain
+          whose completions nobody has tried since.
+
+        No canary while every route is healthy: the steady state sends none. Each is one
+        attempt (no retries, no fallbacks) on a free model where the provider has one.
+        """
+        now = self.mono()
+        policy = self.config.hysteresis
+        failing_now = {r.route for r in results if not r.ok and r.kind in COMPLETION_KINDS}
+        seen_now = {r.route for r in results if r.kind in COMPLETION_KINDS}
+        clock_now = self.clock()
+        failing = set(failing_now)
+        for spec in self.config.providers:
+            route = self.state.route(spec.name)
+            if route.failed_path == COMPLETION_PATH and circuit_of(route) is not Circuit.HEALTHY:
+                failing.add(spec.name)
+        jobs: dict[str, str] = {}
+        half_open: set[str] = set()
+        recovering = not circuit_of(self.state.route(PROXY_ROUTE)).usable
+        for spec in self.config.providers:
+            route = self.state.route(spec.name)
+            circuit = circuit_of(route)
+            models = self._canary_models(spec)
+            if not models or spec.name in seen_now or spec.name in self._canary_tasks:
+                continue
+            if route.failed_path == COMPLETION_PATH and circuit in (Circuit.FAILED,
+                                                                   Circuit.HALF_OPEN):
+                quiet = route.last_failure is None or (clock_now - route.last_failure
+                                                       >= timedelta(seconds=policy.half_open_after))
+                # Enough successes, waiting out min_dwell: no canary until it has passed.
+                dwelling = (route.consecutive_successes >= policy.success_threshold
+                            and route.opened_at is not None and clock_now - route.opened_at
+                            < timedelta(seconds=policy.min_dwell))
+                if (circuit is Circuit.HALF_OPEN or quiet) and not dwelling:
+                    jobs[spec.name] = self._next_canary_model(spec.name, models)
+                    half_open.add(spec.name)
+                continue
+            chained = any(spec.name in t.via and (
+                recovering or (failing - {spec.name}) & set(t.via)) for t in self.targets.values())
+            suspect = circuit is Circuit.SUSPECT and route.failed_path == COMPLETION_PATH
+            if circuit.usable and chained and (
+                    suspect or recovering or now >= self._next_chain_check.get(spec.name, 0.0)):
+                self._next_chain_check[spec.name] = now + self.config.probes.provider_interval
+                jobs[spec.name] = self._next_canary_model(spec.name, models)
+        # A canary may wait on a slow chain for up to its timeout: it runs in the background,
+        # is awaited for one probe timeout, and is otherwise harvested at a later tick, so the
+        # loop (and the proxy's own probes) never waits on an upstream.
+        for name, model in jobs.items():
+            task = asyncio.create_task(self.prober.canary(model))
+            self._canary_tasks[name] = (task, name in half_open)
+        pending = [task for task, _ in self._canary_tasks.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.probes.timeout)
+        out: list[ProbeResult] = []
+        for name, (task, opened) in list(self._canary_tasks.items()):
+            if not task.done():
+                continue
+            del self._canary_tasks[name]
+            result = dataclasses.replace(task.result(), route=name)
+            # LiteLLM's own cooldown refusing a canary: no upstream was asked. For a route that
+            # is open that is no verdict (its deployment is not back yet); for a chain check it
+            # is a failure all the same: LiteLLM will not serve the chain through it now.
+            if not (opened and result.detail.get("cooldown")):
+                out.append(result)
+        for result in out:
+            if not result.ok:  # a failed check is confirmed at the next tick
+                self._next_chain_check.pop(result.route, None)
+        return out
+
+    def _next_canary_model(self, route: str, models: list[str]) -> str:
+        """The model a canary asks for: the one the agents use where the provider serves it,
+        so a restore is proven on the very group the agents come back to (not on a sibling
+        while theirs is still cooling down in LiteLLM)."""
+        return models[0]
 
     def _passive(self, snapshot: ProbeResult) -> list[ProbeResult]:
         """Per-provider health from real traffic: LiteLLM's counters since the last read.
 
-        A provider whose requests failed since the last read counts one failure, classed by
-        the dominant upstream status, even when others succeeded in the same window (the
-        counters cannot say which came last, and LiteLLM's retries keep a failing request in
-        flight for seconds, so the first failed attempt is the early warning); one that only
-        served requests counts a success; no traffic says nothing. A failure puts the watchdog
-        in incident mode, where the direct probes settle it within a tick or two, while they
-        keep a slow, rate-limit-friendly cadence the rest of the time.
+        A provider whose requests failed at its upstream since the last read counts one
+        failure, classed by the dominant upstream status, even when others succeeded in the
+        same window (the counters cannot say which came last, and LiteLLM's retries keep a
+        failing request in flight for seconds, so the first failed attempt is the early
+        warning); one that only served requests counts a success; no traffic says nothing.
+        Requests LiteLLM refused itself because the deployment cools down reached no upstream:
+        no verdict (its circuit already has the failures that cooled it). A failed fallback
+        counts only for a provider no canary can check: it is reported when the whole request
+        ends, possibly after the fault cleared, while a chain check is fresh evidence.
+        A failure puts the watchdog in incident mode, where the direct probes and the chain
+        checks settle it within a tick or two, while they keep a slow, rate-limit-friendly
+        cadence the rest of the time.
         """
         by_group: dict[str, dict[str, Any]] = snapshot.detail.get("by_group") or {}
         out: list[ProbeResult] = []
         for provider in self.config.providers:
             groups = [by_group[g] for g in provider.models if g in by_group]
             served = sum(g["successes"] for g in groups)
-            failed = sum(g["failures"] for g in groups)
+            statuses: dict[str, float] = {}
+            late = not self._canary_models(provider)
+            for group in groups:
+                merged = [group["statuses"], group.get("fallback_statuses", {}) if late else {}]
+                for counts in merged:
+                    for status, n in counts.items():
+                        statuses[status] = statuses.get(status, 0.0) + n
+            # LiteLLM refusing the group itself (its cooldown) reached no upstream: for an open
+            # route that is no verdict; for a usable one it is a failure all the same (LiteLLM
+            # will not serve the agents' group now), classed by the upstream's status if seen.
+            refused = statuses.pop(COOLDOWN_STATUS, 0.0)
+            counted = refused if circuit_of(self.state.route(provider.name)).usable else 0.0
+            failed = sum(statuses.values()) + counted
             if served and not failed:
                 out.append(ProbeResult(provider.name, ProbeKind.METRICS, True,
                                        snapshot.latency_s, 200, None,
                                        f"{served:g} requests served"))
             elif failed:
-                statuses: dict[str, float] = {}
-                for group in groups:
-                    for status, n in group["statuses"].items():
-                        statuses[status] = statuses.get(status, 0.0) + n
-                worst = max(statuses, key=lambda k: statuses[k])
-                why = (f"{HIDDEN_BY_COOLDOWN}: " if worst == COOLDOWN_STATUS else "")
-                what = "" if why else f" (upstream status {worst})"
+                worst = max(statuses, key=lambda k: statuses[k]) if statuses else COOLDOWN_STATUS
+                share = f" of {failed + served:g}" if served else ""
+                what = (HIDDEN_BY_COOLDOWN
+                        if worst == COOLDOWN_STATUS else f"upstream status {worst}")
+                cooled = (f"; {refused:g} refused by LiteLLM's cooldown"
+                          if refused and worst != COOLDOWN_STATUS else "")
                 out.append(ProbeResult(
                     provider.name, ProbeKind.METRICS, False, snapshot.latency_s, None,
-                    class_of_status(worst), f"{why}{failed:g} requests failed through the "
-                    f"proxy{what}"))
+                    class_of_status(worst), f"{failed:g}{share} requests failed through the "
+                    f"proxy ({what}{cooled})", None,
+                    {"failed": failed, "served": served}))
         return out
 
     async def _probe_proxy(self) -> ProbeResult:
@@ -273,9 +445,18 @@ class Watchdog:
                 if self.mono() - self._slow_since < grace:
                     return
         route = self.state.route(result.route)
+        if (result.ok and result.kind is ProbeKind.PROVIDER
+                and route.failed_path == COMPLETION_PATH):
+            return  # /models answering says nothing about completions that failed
         outcome = Outcome(ok=result.ok, latency_s=result.latency_s, message=result.message,
                           error_class=result.error_class.value if result.error_class else None)
         change = observe(route, outcome, now, self.config.hysteresis)
+        if result.route != PROXY_ROUTE and result.kind in COMPLETION_KINDS:
+            if result.ok or result.detail.get("served"):
+                self._last_served[result.route] = self.mono()
+            spec = next((p for p in self.config.providers if p.name == result.route), None)
+            if not result.ok and spec is not None and self._canary_models(spec):
+                route.failed_path = COMPLETION_PATH  # only a completion may close it now
         if change is not None and change.opened:
             route.diagnosis = self._diagnosis(result)
         if result.kind is not ProbeKind.METRICS:  # a /metrics read is not a provider's latency
@@ -322,17 +503,68 @@ class Watchdog:
                 return target
         return ordered[-1] if ordered else self.config.targets[-1]
 
-    def _may_switch(self, to: TargetSpec, now: datetime, pinned: bool) -> bool:
-        """The hourly cap. A move away from an unusable target is never blocked by the last
-        switch of the hour: it is kept for a fallback, so the cap can hold the agents on a
-        working fallback but never strand them on a dead target."""
+    def _proven_since(self, target: TargetSpec) -> datetime | None:
+        """Since when every route ``target`` needs has been closed (healthy, not merely
+        suspect), by evidence of the path that failed; None while one is not."""
+        times: list[datetime] = []
+        if target.route is not None:
+            route = self.state.route(target.route)
+            if circuit_of(route) is not Circuit.HEALTHY:
+                return None
+            times.append(route.last_change or _EPOCH)
+        if target.via:
+            healthy = [self.state.route(v).last_change or _EPOCH for v in target.via
+                       if circuit_of(self.state.route(v)) is Circuit.HEALTHY]
+            if not healthy:
+                return None
+            times.append(min(healthy))
+        return max(times, default=_EPOCH)
+
+    def _may_switch(self, to: TargetSpec, now: datetime,
+                    pinned: bool) -> tuple[bool, datetime | None]:
+        """The hourly cap: (allowed, until when it holds the agents when not).
+
+        It guards against flapping, never against health: a move away from an unusable target
+        is always allowed (the cap never strands the agents on a dead target), and a return
+        to the primary once it has been proven healthy for ``min_dwell`` is always allowed (the
+        cap never holds them away from a healthy primary for the rest of the hour; the
+        routes closed only on evidence from the path that failed). Below the cap every move
+        is allowed; the last switch of the hour is kept for a fallback.
+        """
         if pinned:
-            return True
+            return True, None
+        current = self.targets.get(self.state.active_target or "")
+        if current is None or not self.usable(current):
+            return True, None
+        policy = self.config.hysteresis
+        recent = sorted(t for t in self.state.switches if t >= now - timedelta(hours=1))
+        limit = max(policy.max_switches_per_hour - 1, 1)
+        if len(recent) < limit:
+            return True, None
+        free_at = recent[len(recent) - limit] + timedelta(hours=1)  # a switch ages out
+        if to.name == self.config.targets[0].name:
+            since = self._proven_since(to)
+            if since is not None:
+                proven_at = max(since, _EPOCH) + timedelta(seconds=policy.min_dwell)
+                if now >= proven_at:
+                    return True, None
+                return False, min(proven_at, free_at)
+        return False, free_at
+
+    def _hold(self, want: TargetSpec, now: datetime, until: datetime | None) -> None:
+        """The cap holds the agents from ``want``: one ERROR event per hold, and the hold in
+        the state for ``provider-fallback status`` (who, until when, with the recorded count)."""
         done = self.state.switches_since(now - timedelta(hours=1))
         cap = self.config.hysteresis.max_switches_per_hour
-        current = self.targets.get(self.state.active_target or "")
-        leaving_dead = current is None or not self.usable(current)
-        return done < (cap if leaving_dead else max(cap - 1, 1))
+        hold: dict[str, Any] = {"target": want.name, "active": self.state.active_target,
+                                "switches_last_hour": done, "cap": cap,
+                                "until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None}
+        if not self.state.extra.get("cap_hold"):
+            when = f" until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} at the latest" if until else ""
+            self.events.error(
+                f"switch cap reached ({done} switches in the last hour, cap {cap} per hour): "
+                f"staying on {self.state.active_target} instead of {want.name}{when}")
+        self.state.extra["cap_hold"] = hold
 
     # ------------------------------------------------------------------ acting
 
@@ -433,7 +665,13 @@ class Watchdog:
         """
         backed = [t for t in self.config.targets if t.route is not None]
         down = bool(backed) and not any(self.usable(t) for t in backed)
-        if entering and down and not self.state.degraded:
+        # "All providers failed" only when the evidence says so: not while some provider's
+        # latest failing window through the proxy still had requests served.
+        providers = {r for t in backed for r in (t.route, *t.via) if r and r != PROXY_ROUTE}
+        window = max(SERVED_WINDOW_S, 3 * self.config.probes.metrics_interval)
+        every = not any(self.mono() - self._last_served.get(r, -window) < window
+                        for r in providers)
+        if entering and down and every and not self.state.degraded:
             cls, _ = self._cause(backed[0])
             self.events.emergency(self.state.active_target, error_class=cls)
             self.state.degraded = True
@@ -628,15 +866,14 @@ class Watchdog:
         # primary is only "suspect" after one probe): decide once they could have opened.
         settled = self._ticks >= self.config.hysteresis.failure_threshold
         if want.name != self.state.active_target and (settled or pin is not None):
-            if self._may_switch(want, now, pinned=pin is not None):
+            allowed, until = self._may_switch(want, now, pinned=pin is not None)
+            if allowed:
                 self._switch(want, now, pinned=pin is not None)
-            elif not self.state.extra.get("cap_noted"):
-                self.state.extra["cap_noted"] = True
-                self.events.error(
-                    f"switch cap reached ({self.config.hysteresis.max_switches_per_hour} per "
-                    f"hour): staying on {self.state.active_target}")
+                self.state.extra.pop("cap_hold", None)
+            else:
+                self._hold(want, now, until)
         else:
-            self.state.extra.pop("cap_noted", None)
+            self.state.extra.pop("cap_hold", None)
         active = self.targets.get(self.state.active_target or "")
         if active is not None:
             self._write_agents(active)
@@ -685,6 +922,10 @@ class Watchdog:
                     await asyncio.wait_for(stop.wait(),
                                            max(0.0, self.config.probes.interval - spent))
         finally:
+            canaries = [task for task, _ in self._canary_tasks.values()]
+            for task in canaries:
+                task.cancel()
+            await asyncio.gather(*canaries, return_exceptions=True)
             if self._restart_task is not None:
                 await asyncio.wait([self._restart_task], timeout=30)
             with contextlib.suppress(OSError):

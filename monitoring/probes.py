@@ -166,17 +166,6 @@ def parse_litellm_metrics(text: str, aliases: Sequence[str],
         if model_id and group in alias_set:
             group_of_id.setdefault(model_id, group)
 
-    # Why each group's deployments cooled down (the upstream status LiteLLM recorded), so a
-    # cooldown refusal counts as the provider's real error, never as a rate limit (issue 11,
-    # item 3: an upstream 503 was reported as "rate limited").
-    cooldown_causes: dict[str, dict[str, float]] = {}
-    for s in samples:
-        if s.name == metrics.LITELLM_COOLED_DOWN:
-            group = group_of_id.get(s.labels.get("model_id", ""),
-                                    s.labels.get("litellm_model_name", ""))
-            _add(cooldown_causes.setdefault(group, {}), s.labels.get("exception_status", ""),
-                 s.value)
-
     current: dict[str, int] = {}
     stale: dict[str, int] = {}
     failures: dict[tuple[str, str, str], float] = {}

@@ -85,7 +85,8 @@ def agents_user(stack: Stack, *, wsl: bool) -> dict[str, str] | None:
         return None
     entry: dict[str, str] | None = host.get_fact(LinuxUser, user=login)
     if entry is None:
-        origin = "set there" if setting != "auto" else "the person who ran the deploy"
+        origin = ("as set" if setting != "auto" else
+                  "who ran the deploy" if person else f"[user] default of {WSL_CONF}")
         raise DeployError(
             f"{host.name}: linux.agents_user: no user {login!r} on the host ({origin}). Set "
             "linux.agents_user (stack.yaml or host data) to an existing login, or to null to "

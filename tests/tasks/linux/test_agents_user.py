@@ -106,3 +106,10 @@ def test_a_bad_login_is_refused_by_the_stack_schema() -> None:
     with pytest.raises(StackError) as err:
         _stack("Not A Login")
     assert "agents_user" in err.value.report()
+
+
+def test_a_missing_wsl_default_user_says_where_it_came_from(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agents, "host", FakeHost({}, {}, wsl_conf=["[user]", "default=ghost"]))
+    with pytest.raises(DeployError, match=r"'ghost'.*\[user\] default of /etc/wsl.conf"):
+        agents.agents_user(_stack(), wsl=True)

@@ -594,6 +594,11 @@ class Linux(Strict):
     firewall_allow_from: list[IPvAnyNetwork] = Field(
         default_factory=lambda: [ipaddress.ip_network(n) for n in
                                  ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")], min_length=1)
+    #: Whose agent files the watchdog switches: ``auto`` (the person who ran the deploy
+    #: through sudo on this machine, else the service account), a login name, or null (the
+    #: service account: a server, CI). See tasks/linux/agents.py.
+    agents_user: Literal["auto"] | Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")] | None \
+        = "auto"
 
 
 class Firewall(Strict):

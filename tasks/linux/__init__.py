@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import DeployError
 
 from monitoring.layout import layout
 from monitoring.stack import Stack
-from tasks.linux import base, firewall, grafana, prometheus, proxy, wsl
+from tasks.linux import agents, base, firewall, grafana, prometheus, proxy, wsl
 from tasks.linux.facts import HostPlatform, PythonMarkers
 from tasks.render.common import Rendered
 from tasks.wheelhouse import Wheelhouse, build_wheelhouse, linux_platforms
@@ -50,6 +50,11 @@ def linux_stack(stack: Stack, rendered: Rendered) -> None:
     if not systemd_host:
         logger.warning(f"{host.name}: systemd is not PID 1 here: the watchdog runs from "
                        "/etc/init.d and supervises the LiteLLM proxy itself")
+    person = agents.agents_user(stack, wsl=platform["wsl"])  # checked before any change
+    if person is not None:
+        logger.warning(f"{host.name}: linux.agents_user resolves to {person['name']} "
+                       f"({person['home']}); the watchdog still switches the service "
+                       "account's agent files: enrolling a person's files is not done yet")
     if platform["wsl"]:
         wsl.wsl_systemd()
     wheelhouse, python = _wheelhouse_for_host(stack)

@@ -168,8 +168,14 @@ async def run_phase(name: str, live: LiveStack, config: WatchdogConfig,
 
 
 async def files_follow(dog: Watchdog, expected: Callable[[str], Landing], what: str) -> None:
-    await until(lambda: all(dog.agents.current(a) == expected(a).target for a in PROGRAM),
-                60, what)
+    """Wait for every agent's files to point at its expected target; else say where each
+    points and why the watchdog did not switch it."""
+    try:
+        await until(lambda: all(dog.agents.current(a) == expected(a).target for a in PROGRAM),
+                    60, what)
+    except AssertionError as exc:
+        where = {a: dog.agents.current(a) for a in PROGRAM}
+        raise AssertionError(f"{exc}: files on {where}; errors {dog._agent_errors}") from None
 
 
 def report(phases: list[Phase], switches: dict[str, float]) -> str:

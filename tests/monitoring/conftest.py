@@ -83,8 +83,10 @@ def _key(prefix: str) -> str:
     return prefix + os.urandom(20).hex()
 
 
-def build_test_stack(port: int, api_bases: dict[str, str]) -> Stack:
-    """The default stack, its providers at the fakes, LiteLLM's waits cut down."""
+def build_test_stack(port: int, api_bases: dict[str, str],
+                     agents: list[Any] | None = None) -> Stack:
+    """The default stack, its providers at the fakes, LiteLLM's waits cut down (and, given
+    ``agents``, that ``agents:`` section instead of the default one)."""
     base = parse_stack(STACK_FILE.read_text(encoding="utf-8"))
     models = {alias: {"api_base": api_bases[UPSTREAM_OF[m.provider]]}
               for alias, m in base.litellm.models.items()}
@@ -101,6 +103,8 @@ def build_test_stack(port: int, api_bases: dict[str, str]) -> Stack:
         },
         "watchdog": {"probe_timeout": PROBE_TIMEOUT_S, "probe_interval": PROBE_TIMEOUT_S},
     }
+    if agents is not None:
+        overrides["agents"] = agents
     return parse_stack(STACK_FILE.read_text(encoding="utf-8"), overrides=overrides)
 
 

@@ -212,6 +212,22 @@ def test_a_missing_key_leaves_the_agent_unswitched(tmp_path: Path) -> None:
     assert not (tmp_path / ".gemini").exists()
 
 
+def test_a_key_is_found_under_its_host_name_as_the_deployed_watchdog_holds_it(
+        tmp_path: Path) -> None:
+    # The deploy gives the watchdog provider keys as PF_<NAME> (monitoring.layout): Gemini
+    # CLI's .env and Aider's key file must still get the value on a failover to Google.
+    env = {"LITELLM_MASTER_KEY": KEYS["LITELLM_MASTER_KEY"],
+           "PF_GEMINI_API_KEY": KEYS["GEMINI_API_KEY"]}
+    agents = AgentManager([AgentSpec(name="gemini-cli"), AgentSpec(name="aider")], TARGETS,
+                          home=tmp_path, records_dir=tmp_path / "rec", env=env)
+    for name in ("gemini-cli", "aider"):
+        assert agents.apply(name, T["google"]).ok
+    assert f"GEMINI_API_KEY={KEYS['GEMINI_API_KEY']}" in (tmp_path / ".gemini" / ".env"
+                                                          ).read_text()
+    keys = tmp_path / ".config" / "provider-fallback" / "aider.env"
+    assert f"OPENAI_API_KEY={KEYS['GEMINI_API_KEY']}" in keys.read_text()
+
+
 @pytest.mark.parametrize("text", ['{"provider": "openrouter"}\n',
                                   '{"model": {"a": 1}, "provider": []}'])
 def test_a_file_of_the_wrong_shape_is_left_untouched(tmp_path: Path, text: str) -> None:

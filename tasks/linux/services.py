@@ -20,6 +20,10 @@ def any_changed(ops: Sequence[OperationMeta]) -> Callable[[], bool]:
     return lambda: any(op.did_change() for op in ops)
 
 
+#: The longest process name start-stop-daemon can match with --name (the kernel's comm field).
+SSD_NAME_MAX = 15
+
+
 def ensure_service(name: str, *, systemd_host: bool, restart_on: Sequence[OperationMeta] = (),
                    reload_on: Sequence[OperationMeta] = ()) -> None:
     """``name`` enabled and running; restarted when ``restart_on`` changed something,
@@ -36,6 +40,12 @@ def ensure_service(name: str, *, systemd_host: bool, restart_on: Sequence[Operat
                          enabled=True)
         started = sysvinit.service(name=f"{label} running", service=label, running=True)
         op = sysvinit.service
+        if len(label) > SSD_NAME_MAX:
+            # Debian's init-d-script reloads with `start-stop-daemon --name`, which cannot
+            # match a process name longer than 15 characters ("not able to track process
+            # names longer than 15 characters"): the reload fails and the deploy stops.
+            # Its stop matches by --exec, so a restart works: the config change restarts it.
+            restart_on, reload_on = [*restart_on, *reload_on], ()
     # A service started just now already runs the new inputs: no restart or reload then.
     # (Enabling is a separate operation: enabling a running service must not hide a restart.)
     not_just_started = lambda: not started.did_change()  # noqa: E731

@@ -130,3 +130,18 @@ def test_a_changed_proxy_config_restarts_the_proxy(plain: Plain, tmp_path: Path)
     until(lambda: _proxy_up(plain), 120, "the proxy back with the new config")
     assert "61" in plain.sh(f"grep -i timeout {plain.layout.litellm_config}")
     assert run_deploy(inventory, plain.env).check().changed == 0
+
+
+def test_a_changed_alertmanager_config_is_applied_without_systemd(plain: Plain,
+                                                                  tmp_path: Path) -> None:
+    """Debian's init script reloads Alertmanager with `start-stop-daemon --name`, which
+    cannot match its 24-character name: the deploy restarts it instead, and does not stop."""
+    changed = {"stack": {"alertmanager": {"route": {"repeat_interval": "5h"}}}}
+    inventory = write_inventory(tmp_path / "inventory.py", [plain.guest, *plain.others],
+                                changed)
+    result = run_deploy(inventory, plain.env).check()
+    assert "restart prometheus-alertmanager" in result.output, result.output
+    assert "5h" in plain.sh("grep repeat_interval /etc/prometheus/alertmanager.yml")
+    until(lambda: plain.http_status("http://127.0.0.1:9093/-/ready") == 200, 60,
+          "Alertmanager ready on its new config")
+    assert run_deploy(inventory, plain.env).check().changed == 0

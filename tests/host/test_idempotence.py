@@ -41,5 +41,5 @@ def test_dry_run_shows_a_drift_and_changes_nothing(host_env: HostEnv) -> None:
     assert host_env.host.file(config).mode == 0o600  # --dry touched nothing
     fixed = host_env.deploy().check()
     assert fixed.changed >= 1  # the chmod (and Alertmanager's reload: its config changed)
-    assert host_env.host.file(config).mode == 0o644
+    assert host_env.host.file(config).mode == 0o640  # root:prometheus: it may hold a token
     assert host_env.deploy().check().changed == 0

@@ -8,9 +8,9 @@ backend); any change to either restarts the pair.
 from __future__ import annotations
 
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import systemd
+from pyinfra.operations import files, systemd
 
-from monitoring.layout import Layout
+from monitoring.layout import Layout, layout
 from monitoring.stack import Stack
 from tasks.linux.base import STAGING_DIR
 from tasks.linux.files import put_artifact
@@ -53,9 +53,16 @@ def services(stack: Stack, rendered: Rendered, *, systemd_host: bool, venv_op: O
     if not systemd_host:
         init = {rel: a for rel, a in rendered.items() if rel.startswith("sysvinit/")}
         script_ops = [put_artifact(stack, rel, a) for rel, a in init.items()]
+        # The init script opens its log as the service user (never as root: a symlink in
+        # that directory would make root write anywhere), so an older deploy's root-owned
+        # log would keep the watchdog from starting: the log is the service user's.
+        log = layout(stack, "linux").log("watchdog.log")
+        owned = files.file(name=f"{log} belongs to {stack.linux.user}", path=log,
+                           user=stack.linux.user, group=stack.linux.group, mode="640")
         name = units.watchdog.removesuffix(".service")
         ensure_service(name, systemd_host=False,
-                       restart_on=[venv_op, *script_ops, *proxy_inputs, *watchdog_inputs])
+                       restart_on=[venv_op, *script_ops, owned, *proxy_inputs,
+                                   *watchdog_inputs])
         return
     unit_ops = {rel: put_artifact(stack, rel, a) for rel, a in rendered.items()
                 if rel.startswith("systemd/")}

@@ -145,3 +145,16 @@ def test_a_changed_alertmanager_config_is_applied_without_systemd(plain: Plain,
     until(lambda: plain.http_status("http://127.0.0.1:9093/-/ready") == 200, 60,
           "Alertmanager ready on its new config")
     assert run_deploy(inventory, plain.env).check().changed == 0
+
+
+def test_an_older_deploys_root_owned_log_is_handed_to_the_service_user(plain: Plain) -> None:
+    """Earlier init scripts appended to the watchdog's log as root; this one opens it as the
+    service user, who could not append to a root-owned file: the deploy hands it over."""
+    log = plain.layout.log("watchdog.log")
+    plain.sh(f"chown root:root {log} && chmod 644 {log}")
+    assert run_deploy(plain.inventory, plain.env).check().changed >= 1
+    user = plain.stack.linux.user
+    assert plain.sh(f"stat -c '%U %a' {log}").split() == [user, "640"]
+    until(lambda: plain.guest.ssh("/etc/init.d/provider-fallback-watchdog status")
+          .returncode == 0, 60, "the watchdog running after the deploy")
+    assert run_deploy(plain.inventory, plain.env).check().changed == 0

@@ -155,6 +155,7 @@ def test_an_older_deploys_root_owned_log_is_handed_to_the_service_user(plain: Pl
     assert run_deploy(plain.inventory, plain.env).check().changed >= 1
     user = plain.stack.linux.user
     assert plain.sh(f"stat -c '%U %a' {log}").split() == [user, "640"]
-    until(lambda: plain.guest.ssh("/etc/init.d/provider-fallback-watchdog status")
-          .returncode == 0, 60, "the watchdog running after the deploy")
+    script = f"/etc/init.d/{plain.stack.linux.units.watchdog.removesuffix('.service')}"
+    until(lambda: plain.guest.ssh(f"{script} status").returncode == 0, 60,
+          "the watchdog running after the deploy")
     assert run_deploy(plain.inventory, plain.env).check().changed == 0

@@ -8,6 +8,7 @@ did not send: a disabled completion probe, a key that is not set).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -210,13 +211,18 @@ def _wait_for(predicate: Callable[[], bool], deadline_s: float) -> None:
 
 
 def test_metrics_report_failures_and_recovery_between_reads(live: LiveStack) -> None:
-    # A cooldown test may have left gpt-4 in outage: it clears on gpt-4's next success.
-    def gpt4_answers_itself() -> bool:
-        live.upstream("openai").clear_requests()
-        served = live.chat("gpt-4").status_code == 200
-        return served and [r.model for r in live.upstream("openai").requests] == ["gpt-4"]
+    # An earlier test may have left any group in outage (LiteLLM's state): a group's own next
+    # success clears it, so each one answers itself first (not through a fallback).
+    def answers_itself(alias: str) -> bool:
+        model = live.config.models[alias]
+        upstream = live.upstream(model.provider)
+        upstream.clear_requests()
+        served = live.chat(alias).status_code == 200
+        chats = [r.model for r in upstream.requests if r.path.endswith("/chat/completions")]
+        return served and chats == [model.upstream_model]
 
-    _wait_for(gpt4_answers_itself, 30)
+    for alias in live.config.models:
+        _wait_for(functools.partial(answers_itself, alias), 30)
 
     async def read_until(prober: Prober, done: Callable[[list[ProbeResult]], bool],
                          deadline_s: float = 30) -> list[ProbeResult]:

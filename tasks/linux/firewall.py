@@ -23,13 +23,6 @@ from tasks.linux.facts import NftablesInput, Platform, UfwStatus
 from tasks.linux.operations import Commands, ufw_allow
 
 
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
 @operation()
 def nft_allow(port: int, sources: list[str], comment: str) -> Commands:
     """An accept rule for TCP ``port`` from ``sources`` in ``inet filter input``."""
@@ -50,7 +43,7 @@ def nft_allow(port: int, sources: list[str], comment: str) -> Commands:
 def firewall(stack: Stack, platform: Platform) -> None:
     listen = stack.litellm.listen
     name = stack.windows.firewall.name
-    if _loopback(listen.host):
+    if listen.loopback_only:
         logger.info(f"{host.name}: firewall: LiteLLM listens on {listen.host} only, "
                     "no rule is needed")
         return

@@ -64,6 +64,7 @@ from winrm.exceptions import (
     WinRMTransportError,
 )
 
+from tasks.wheelhouse import ByteProgress
 from tasks.windows import powershell as ps
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 80 * 1024
 GET_CHUNK_SIZE = 1024 * 1024
+#: Uploads from this size report their progress (smaller ones are over in a few seconds).
+PROGRESS_FROM = 4 * 1024 * 1024
 UTF8_CODEPAGE = 65001
 TRANSPORTS = ("ntlm", "kerberos", "credssp")
 REFUSED_ARGUMENTS = ("_sudo", "_su_user", "_doas", "_dzdo")
@@ -506,11 +509,13 @@ class WinRMConnector(BaseConnector):
 
     # ------------------------------------------------------------------ files
 
-    def _chunks(self, data: bytes) -> Iterator[bytes]:
+    def _chunks(self, data: bytes, progress: ByteProgress | None = None) -> Iterator[bytes]:
         size = min(max(1024, int(self.data["winrm_chunk_size"] or DEFAULT_CHUNK_SIZE)),
                    MAX_CHUNK_SIZE)
         for start in range(0, len(data), size):
             yield base64.b64encode(data[start:start + size]) + b"\r\n"
+            if progress is not None:  # counted once the chunk was taken for sending
+                progress.advance(min(size, len(data) - start))
 
     @override
     def put_file(
@@ -533,7 +538,11 @@ class WinRMConnector(BaseConnector):
             echo(f"{self.host.print_prefix}>>> put {remote_filename} ({len(data)} bytes, "
                  f"sha256 {digest})", err=True)
         try:
-            code, stdout, stderr = self.execute(script, stdin=self._chunks(data),
+            # pyinfra shows an upload as one silent operation: a wheelhouse or a release zip
+            # of ~100 MB over WinRM takes minutes, so it reports every tenth on stderr
+            progress = (ByteProgress(f"{self.host.name}: upload {remote_filename}", len(data))
+                        if len(data) >= PROGRESS_FROM else None)
+            code, stdout, stderr = self.execute(script, stdin=self._chunks(data, progress),
                                                 timeout=arguments.get("_timeout"))
         except (WinRMError, requests.exceptions.RequestException) as exc:
             logger.error(f"{self.host.name}: " + self._error(

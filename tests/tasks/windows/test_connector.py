@@ -404,6 +404,23 @@ def test_put_file_in_chunks_with_sha256(connected: WinRMConnector, factory: Fake
     assert_parses(call.script)
 
 
+def test_a_large_upload_reports_its_progress_every_tenth(
+        connected: WinRMConnector, host_model: Host, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("tasks.windows.connector.PROGRESS_FROM", 1024)
+    data = b"w" * (DEFAULT_CHUNK_SIZE * 20)
+    assert connected.put_file(io.BytesIO(data), "C:\\PF\\wheels.zip")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "wheels.zip" in line]
+    assert [line.rsplit("(", 1)[1] for line in lines] == [f"{p}0%)" for p in range(1, 11)]
+    assert lines[-1].endswith("1.3 MB of 1.3 MB (100%)")
+
+
+def test_a_small_upload_stays_quiet(connected: WinRMConnector,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert connected.put_file(io.BytesIO(b"x" * 2048), "C:\\small.txt")
+    assert "small.txt" not in capsys.readouterr().err
+
+
 def test_put_file_from_a_local_path_and_a_string(connected: WinRMConnector, host_model: Host,
                                                  tmp_path: Any) -> None:
     local = tmp_path / "a.txt"

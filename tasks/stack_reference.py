@@ -106,9 +106,12 @@ def _constraint(item: Any) -> str | None:
     if isinstance(pattern, str):
         return f"matching `{pattern}`"
     func = getattr(item, "func", None)
-    if func is not None:
-        return _first_sentence(func.__doc__)
-    return None
+    text = _first_sentence(func.__doc__) if func is not None else None
+    if not text:
+        return None
+    text = text.rstrip(".")
+    first = text.split()[0]
+    return text if first.isupper() and len(first) > 1 else text[0].lower() + text[1:]
 
 
 def _number(value: object) -> str:
@@ -270,7 +273,7 @@ def _table(ref: Reference, section: Section) -> list[str]:
         extra = [c for c in map(_constraint, [m for m in info.metadata if m not in own]) if c]
         rows.append("| " + " | ".join(_cell(c) for c in (
             f"`{name}`", shown, "; ".join(allowed + extra), _default(info, shown),
-            info.description or "")) + " |")
+            " ".join((info.description or "").split()))) + " |")
     return rows
 
 

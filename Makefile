@@ -5,6 +5,7 @@
 #   make test                                 lint, type-check and run the whole test suite
 #   make lock                                 regenerate locks/litellm-<version>.txt (hashes)
 #   make completion                           shell completion scripts under build/completion
+#   make docs                                 regenerate docs/stack-reference.md from the schema
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +19,7 @@ INVENTORY ?= inventory/local.py
 # The watchdog's CLI as the deploy installed it on this machine.
 HOST_CLI := /opt/provider-fallback/venv/bin/provider-fallback
 
-.PHONY: deploy render test lint unit tools venv clean lock completion
+.PHONY: deploy render test lint unit tools venv clean lock completion docs
 
 # The WinRM transport inventory/windows.py uses: kerberos and credssp need pywinrm's extra of
 # that name, installed here with the controller (the connector refuses them without it).
@@ -46,6 +47,10 @@ render: venv
 
 completion: venv
 	$(BIN)/python -m tasks.completion --out build/completion
+
+docs: venv
+	$(BIN)/python -m tasks.stack_reference > docs/stack-reference.md.tmp
+	mv docs/stack-reference.md.tmp docs/stack-reference.md
 
 tools:
 	@scripts/ensure-apt-tools.sh $(APT_TOOLS)

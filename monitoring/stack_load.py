@@ -175,6 +175,15 @@ def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+def _meaning(path: Path, data: Any) -> str:
+    """What a key is for, from the schema's description of it (docs/stack-reference.md)."""
+    model = _model_at(path[:-1], data)
+    info = model.model_fields.get(str(path[-1])) if model else None
+    if info is None or not info.description:
+        return " (see inventory/stack.yaml for its meaning)"
+    return ": " + " ".join(info.description.split())
+
+
 def _expected(error: Any) -> str:
     msg = str(error["msg"])
     for prefix in ("Input should be ", "Value error, "):
@@ -214,7 +223,7 @@ def _problems_from(error: ValidationError, data: Any,
                                     f"a known key; {hint}"))
         elif err["type"] == "missing":
             problems.append(Problem(path, "nothing: this key is missing",
-                                    "this required key (see inventory/stack.yaml for its meaning)"))
+                                    "this required key" + _meaning(path, data)))
         else:
             quoted = _not_a_string(err, path, plain or {})
             problems.append(quoted or Problem(path, _describe(err.get("input"), path),

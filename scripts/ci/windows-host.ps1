@@ -8,7 +8,7 @@
     parse it with tree-sitter-powershell. Run from the repository root, in order:
 
     winrm       an administrator account for the deploy (pfci, a random password) and
-                WinRM over HTTPS with a self-signed certificate, by the README's own script
+                WinRM over HTTPS with a self-signed certificate, by the documented script
                 (scripts\windows\enable-winrm-https.ps1); the variables the inventory and the
                 host suite read go to $env:GITHUB_ENV, the password masked
     controller  the controller venv (.venv) with this project, from the runner's Python
@@ -33,7 +33,7 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-# Release archives for Windows (README: "Before the first Windows deploy").
+# Release archives for Windows (docs/windows.md: "Before the first Windows deploy").
 $PrometheusVersion = '3.5.0'
 $AlertmanagerVersion = '0.28.1'
 $Account = 'pfci'
@@ -96,7 +96,7 @@ switch ($Step) {
         New-LocalUser -Name $Account -Password $secure -PasswordNeverExpires | Out-Null
         Add-LocalGroupMember -SID 'S-1-5-32-544' -Member $Account
         # A local administrator other than the built-in one gets a filtered token over the
-        # network unless this is 1 (README: "Enable WinRM over HTTPS").
+        # network unless this is 1 (docs/windows.md: "Enable WinRM over HTTPS").
         Set-ItemProperty -Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System' `
             -Name 'LocalAccountTokenFilterPolicy' -Value 1 -Type DWord
         $cer = Join-Path $env:RUNNER_TEMP 'winrm.cer'

@@ -1,7 +1,7 @@
 #Requires -RunAsAdministrator
 <#
 .SYNOPSIS
-    Enable WinRM over HTTPS on this Windows host, for provider-fallback's deploy (README:
+    Enable WinRM over HTTPS on this Windows host, for provider-fallback's deploy (docs/windows.md:
     "Enable WinRM over HTTPS on the Windows host"). The GitHub Actions Windows job runs this
     same script.
 
@@ -14,7 +14,7 @@
     5. The certificate exported (DER) for the controller to trust.
 
     Enable-PSRemoting sets LocalAccountTokenFilterPolicy=1 on client editions of Windows: every
-    local administrator's remote logon is then elevated (see the README).
+    local administrator's remote logon is then elevated (see docs/windows.md).
 
 .PARAMETER DnsName
     The names in the certificate: the host's DNS name, its computer name and localhost by

@@ -329,8 +329,8 @@ class WinRMConnector(BaseConnector):
         if scheme == "http":
             if not self.data["winrm_allow_plaintext"]:
                 raise ConnectError(
-                    f"{self.endpoint()} is plain HTTP. Use HTTPS (the README's section "
-                    "'Enable WinRM over HTTPS' shows how to enable it on the host), or set "
+                    f"{self.endpoint()} is plain HTTP. Use HTTPS (docs/windows.md, "
+                    "'Enable WinRM over HTTPS', shows how to enable it on the host), or set "
                     "host data winrm_allow_plaintext: True to "
                     "accept a connection whose server is not authenticated")
             logger.warning(

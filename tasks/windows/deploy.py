@@ -192,7 +192,7 @@ def _account() -> AccountInfo:
             f"{host.name}: WinRM runs as {account.name} without administrator rights; "
             "scheduled tasks, the firewall rule and the event source need them. Connect as an "
             "administrator (for a local account, remote UAC filtering must be off: see "
-            "the README, 'Windows hosts over WinRM')")
+            "docs/windows.md, 'Enable WinRM over HTTPS')")
     return account
 
 

@@ -67,7 +67,7 @@ CASES: list[tuple[str, str, str, str]] = [
     ("typo'd section", _text(_rename("grafana", "grafanna")),
      "grafanna", "did you mean 'grafana'"),
     ("missing field", _text(_delete("budget.monthly_usd")),
-     "budget.monthly_usd", "required key"),
+     "budget.monthly_usd", "required key: The monthly budget in US dollars"),
     ("dangling fallback", _text(_set("litellm.fallbacks.groq-70b", ["groq-405b"])),
      "litellm.fallbacks.groq-70b.0", "a model defined under litellm.models"),
     ("fallback from an unknown model", _text(_set("litellm.fallbacks.mistral", ["groq-70b"])),

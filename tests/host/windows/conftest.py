@@ -38,7 +38,7 @@ from tasks.windows import powershell as ps
 REPO = Path(__file__).resolve().parents[3]
 REQUIRED = ("WINRM_HOST", "WINRM_USER", "WINRM_PASSWORD")
 SKIP_REASON = ("no Windows host configured: set WINRM_HOST, WINRM_USER and WINRM_PASSWORD "
-               "(README: Windows hosts over WinRM) to verify a real Windows host")
+               "(docs/windows.md: Verify a real host) to verify a real Windows host")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from tasks.render import litellm
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE
 from tests.support.litellm_proxy import RunningProxy, ensure_venv, running_proxy
+from tests.support.polling import until
 
 CONFIG = "litellm/config.yaml"
 
@@ -170,8 +172,17 @@ def test_hooks_find_the_watchdog_config_of_the_host(rendered_linux: Rendered,
 
 
 @pytest.mark.live
-def test_hooks_load_in_the_real_proxy_and_hide_the_degraded_model(proxy: RunningProxy) -> None:
+def test_hooks_load_in_the_real_proxy_and_hide_the_degraded_model(proxy: RunningProxy,
+                                                                   stack: Stack) -> None:
     """The proxy above runs the rendered config as is: it imported monitoring.litellm_hooks
     (else it would not have started) and /v1/models does not list degraded-cache."""
-    log = proxy.log.read_text(errors="replace")
-    assert "no watchdog config at" in log  # the hooks ran, inert without a watchdog config
+    # The hooks load their policy at first use: one request makes them run (its answer does
+    # not matter here: no upstream is reachable from this proxy).
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(f"{proxy.url}/v1/chat/completions", timeout=15,
+                   headers={"Authorization": f"Bearer {proxy.master_key}"},
+                   json={"model": next(iter(stack.litellm.models)),
+                         "messages": [{"role": "user", "content": "hi"}]})
+    # the hooks ran, inert without a watchdog config
+    until(lambda: "no watchdog config at" in proxy.log.read_text(errors="replace"), 60,
+          "the hooks' warning in the proxy log")

@@ -10,7 +10,7 @@ import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -67,11 +67,18 @@ def _person_home(tmp_path: Path) -> Path:
     return home
 
 
-def _report(config: WatchdogConfig) -> dict[str, object]:
+def _report(config: WatchdogConfig) -> dict[str, Any]:
     path = Path(config.paths.state_dir, fol.FOLLOWER_DIR, fol.REPORT_FILE)
     data = json.loads(path.read_text())
     assert isinstance(data, dict)
     return data
+
+
+def _agents(dog: Watchdog) -> list[dict[str, Any]]:
+    """What the watchdog last saved for the agents (status reads the same)."""
+    rows = dog.state.extra["agents"]
+    assert isinstance(rows, list)
+    return [r for r in rows if isinstance(r, dict)]
 
 
 def test_the_watchdog_decides_the_follower_applies_in_the_persons_home(tmp_path: Path) -> None:
@@ -88,7 +95,7 @@ def test_the_watchdog_decides_the_follower_applies_in_the_persons_home(tmp_path:
     assert GEMINI not in text
     assert not Path(str(config.agent_home)).exists()  # the service account's home: untouched
     # Before the follower applied it: decided, pending, not an error.
-    assert all(a["pending"] and a["ok"] for a in dog.state.extra["agents"])
+    assert all(a["pending"] and a["ok"] for a in _agents(dog))
     assert follower.tick() is True
     assert follower.tick() is False  # nothing moved: the report is not rewritten
     assert follower.manager is not None
@@ -100,7 +107,7 @@ def test_the_watchdog_decides_the_follower_applies_in_the_persons_home(tmp_path:
     assert stat.S_IMODE((home / ".gemini" / ".env").stat().st_mode) == 0o600
     on_proxy = kilo.read_bytes()
     dog._write_agents(targets["litellm"])
-    rows = {a["agent"]: a for a in dog.state.extra["agents"]}
+    rows = {a["agent"]: a for a in _agents(dog)}
     assert rows["kilo-code"]["target"] == "litellm"
     assert not rows["kilo-code"]["pending"]
     assert rows["kilo-code"]["whose"] == f"managed for {pwd.getpwuid(os.getuid()).pw_name} " \
@@ -115,7 +122,7 @@ def test_the_watchdog_decides_the_follower_applies_in_the_persons_home(tmp_path:
     assert follower.manager.current("kilo-code") == "kilo-code"
     assert follower.manager.current("gemini-cli") == "google"
     dog._write_agents(targets["kilo-code"])
-    rows = {a["agent"]: a for a in dog.state.extra["agents"]}
+    rows = {a["agent"]: a for a in _agents(dog)}
     assert rows["kilo-code"]["target"] == "kilo-code"
     assert rows["kilo-code"]["ok"]
     assert rows["gemini-cli"]["target"] == "google"
@@ -147,7 +154,7 @@ def test_a_file_the_follower_cannot_edit_is_reported_once_by_the_watchdog(
     errors = [e for e in read_events(config.paths.event_log) if e.kind == "ERROR"]
     assert len(errors) == 1
     assert "settings.json is read-only" in errors[0].message
-    rows = {a["agent"]: a for a in dog.state.extra["agents"]}
+    rows = {a["agent"]: a for a in _agents(dog)}
     assert not rows["gemini-cli"]["ok"]
     assert rows["kilo-code"]["ok"]
 
@@ -158,7 +165,7 @@ def test_without_a_person_the_watchdog_edits_its_own_home_and_publishes_nothing(
     dog._switch({t.name: t for t in config.targets}["litellm"], NOW, pinned=False)
     assert Path(str(config.agent_home), ".config", "kilo", "kilo.jsonc").exists()
     assert not Path(config.paths.state_dir, fol.DECISION_FILE).exists()
-    assert "whose" not in dog.state.extra["agents"][0]
+    assert "whose" not in _agents(dog)[0]
 
 
 def test_a_bad_decision_is_reported_and_the_last_good_one_kept(tmp_path: Path) -> None:
@@ -207,7 +214,7 @@ def test_status_and_agents_say_whose_files_and_release_acts_on_them(
     entry = pwd.getpwuid(os.getuid())
     person = pwd.struct_passwd(("alice", "x", entry.pw_uid, entry.pw_gid, "", str(home),
                                 "/bin/sh"))
-    monkeypatch.setattr(fol.pwd, "getpwuid", lambda uid: person)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: person)
     follower = _follower(config, home)
     dog._switch(targets["litellm"], NOW, pinned=False)
     follower.tick()
@@ -229,5 +236,5 @@ def test_status_and_agents_say_whose_files_and_release_acts_on_them(
     assert f"released; {UNIT} leaves" in capsys.readouterr().out
     follower.tick()
     assert kilo.read_bytes() == own  # the follower leaves a released agent alone
-    assert "released" in str({a["agent"]: a for a in _report(config)["agents"]  # type: ignore[union-attr]
+    assert "released" in str({a["agent"]: a for a in _report(config)["agents"]
                               }["kilo-code"]["error"])

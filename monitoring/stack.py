@@ -575,6 +575,10 @@ class Budget(Strict):
 class LinuxUnits(Strict):
     litellm: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
     watchdog: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
+    #: The template unit of a person's agents follower (monitoring/agents/follower.py),
+    #: enabled as ``<name>@<login>.service`` when ``agents_user`` names someone.
+    agents: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@\.service$")] = \
+        "provider-fallback-agents@.service"
 
 
 # Plain characters only: these paths go into unit lines and Debian ARGS= lines unquoted.

@@ -17,20 +17,37 @@ account. Who that person is, in the order of what is certain:
 4. Otherwise nobody: the service account keeps its own files.
 
 The person must exist on the host: a ``getent passwd`` fact, a clear error otherwise.
+
+Their agents are switched by a follower running AS THEM (monitoring/agents/follower.py):
+:func:`follower` enables ``provider-fallback-agents@<login>`` (or, without systemd, the
+``provider-fallback-agents`` init script for the login in ``/etc/default``) and creates the
+follower's directory in the state directory, owned by them; with nobody it removes both,
+and the watchdog switches the service account's own files again.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-from collections.abc import Mapping
+import posixpath
+import shlex
+from collections.abc import Mapping, Sequence
 
 from pyinfra import host  # type: ignore[attr-defined]
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import FileContents
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import File, FileContents, FindLinks
+from pyinfra.operations import files, systemd, sysvinit
 
+from monitoring.agents.follower import DECISION_FILE, FOLLOWER_DIR
+from monitoring.layout import Layout
 from monitoring.stack import Stack
 from tasks.linux.facts import LinuxUser
+from tasks.linux.files import put_artifact
+from tasks.linux.operations import put_bytes
+from tasks.linux.services import ensure_service
+from tasks.render.common import Rendered
+from tasks.render.systemd import follower_defaults, follower_names, follower_rels
 
 #: Host data set by inventory/local.py: the login of the person who ran the local deploy.
 PERSON_DATA = "deploy_person"
@@ -98,3 +115,67 @@ def local_person() -> str | None:
     """:func:`deploying_person` of this process (inventory/local.py)."""
     login = os.environ.get("USER") or os.environ.get("LOGNAME")
     return deploying_person(os.environ, os.geteuid(), login)
+
+
+def follower_instance(stack: Stack, login: str) -> str:
+    """``provider-fallback-agents@<login>.service``."""
+    return stack.linux.units.agents.replace("@.service", f"@{login}.service")
+
+
+def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str, str] | None,
+             *, systemd_host: bool, restart_on: Sequence[OperationMeta]) -> None:
+    """The person's agents follower, or none (``person`` None): see the module docstring.
+
+    The template unit (or the init script) is put on every host of its kind, like the other
+    rendered files; an instance runs only for a person. ``restart_on``: the operations that
+    changed its inputs (the venv, the secrets file). Idempotent: each step compares, the unit
+    files are reloaded only when the template changed."""
+    unit, name = follower_names(stack)
+    unit_rel, script_rel = follower_rels(stack)
+    folder = lay.state(FOLLOWER_DIR)
+    defaults = follower_defaults(stack)
+    login = person["name"] if person is not None else None
+    if login is not None:
+        # Owned by the person (the follower writes its records and report there), readable
+        # by the service group (the watchdog reads the report); its owner says whose agents.
+        files.directory(name=f"directory {folder} (the agents follower of {login})",
+                        path=folder, user=login, group=stack.linux.group, mode="750")
+    if systemd_host:
+        wanted = follower_instance(stack, login) if login is not None else None
+        unit_op = put_artifact(stack, unit_rel, rendered[unit_rel])
+        systemd.daemon_reload(name=f"systemd daemon-reload: {unit} changed",
+                              _if=unit_op.did_change)
+        # An instance for someone else (agents_user changed) or for nobody: stopped, disabled.
+        wants = posixpath.join(str(lay.units_dir), "multi-user.target.wants")
+        links = host.get_fact(FindLinks, path=wants, fname=unit.replace("@.", "@*.")) or []
+        for link in sorted(links):
+            instance = posixpath.basename(link)
+            if instance != wanted:
+                systemd.service(name=f"{instance} stopped and disabled: linux.agents_user "
+                                "no longer names its user", service=instance, running=False,
+                                enabled=False)
+        if wanted is not None:
+            ensure_service(wanted, systemd_host=True, restart_on=[unit_op, *restart_on])
+    else:
+        script = put_artifact(stack, script_rel, rendered[script_rel])
+        if login is not None:
+            line = f"AGENTS_USER={shlex.quote(login)}"
+            before = host.get_fact(FileContents, path=defaults)
+            if before and line not in before:
+                # Stopped while the script still names the previous person: its stop
+                # matches the running follower by that user.
+                sysvinit.service(name=f"{name} stopped: linux.agents_user names someone "
+                                 "else now", service=name, running=False)
+            named = put_bytes(name=f"{defaults}: AGENTS_USER={login}",
+                              data=f"{line}\n".encode(),
+                              dest=defaults, mode=0o644)
+            ensure_service(name, systemd_host=False, restart_on=[script, named, *restart_on])
+        elif host.get_fact(File, path=defaults):
+            sysvinit.service(name=f"{name} stopped: linux.agents_user names nobody",
+                             service=name, running=False, enabled=False)
+            files.file(name=f"{defaults} removed", path=defaults, present=False)
+    if login is None:
+        files.file(name=f"{lay.state(DECISION_FILE)} removed: no person's follower reads it",
+                   path=lay.state(DECISION_FILE), present=False)
+        files.directory(name=f"{folder} removed: the watchdog switches its own home's agents",
+                        path=folder, present=False)

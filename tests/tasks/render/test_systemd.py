@@ -95,7 +95,7 @@ def test_the_sysvinit_script_is_valid_sh_and_holds_no_secret(tmp_path: Path) -> 
     stack = load_stack(Path(__file__).resolve().parents[3] / "inventory" / "stack.yaml")
     key = "gsk_" + "k" * 40
     rendered = render(stack, "linux", {"GROQ_API_KEY": key})
-    (rel,) = [r for r in rendered if r.startswith("sysvinit/")]
+    rel = "sysvinit/" + stack.linux.units.watchdog.removesuffix(".service")
     script = rendered[rel]
     assert script.mode == 0o755
     assert script.dest == "/etc/init.d/" + stack.linux.units.watchdog.removesuffix(".service")

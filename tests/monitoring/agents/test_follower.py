@@ -238,3 +238,19 @@ def test_status_and_agents_say_whose_files_and_release_acts_on_them(
     assert kilo.read_bytes() == own  # the follower leaves a released agent alone
     assert "released" in str({a["agent"]: a for a in _report(config)["agents"]
                               }["kilo-code"]["error"])
+
+
+def test_agents_follow_needs_the_state_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "follow"]) == 2
+    assert "--state-dir" in capsys.readouterr().err
+    assert main(["agents", "follow", "--state-dir", "/nonexistent", "--interval", "0"]) == 2
+
+
+def test_no_follower_directory_means_nobody(tmp_path: Path) -> None:
+    assert fol.follower_of(tmp_path) is None
+    (tmp_path / fol.FOLLOWER_DIR).mkdir()
+    whose = fol.follower_of(tmp_path)
+    assert whose is not None
+    assert whose.login == pwd.getpwuid(os.getuid()).pw_name
+    assert whose.report() is None
+    assert whose.phrase() == f"managed for {whose.login} by its follower"

@@ -45,7 +45,7 @@ from monitoring.stack import Stack
 from tasks.linux.facts import LinuxUser
 from tasks.linux.files import put_artifact
 from tasks.linux.operations import put_bytes
-from tasks.linux.services import ensure_service
+from tasks.linux.services import any_changed, ensure_service
 from tasks.render.common import Rendered
 from tasks.render.systemd import follower_defaults, follower_names, follower_rels
 
@@ -117,6 +117,18 @@ def local_person() -> str | None:
     return deploying_person(os.environ, os.geteuid(), login)
 
 
+#: The drop-in of an instance that makes the person's home writable for it.
+HOME_DROPIN = "home.conf"
+
+
+def home_dropin(home: str) -> bytes:
+    """``[Service] ReadWritePaths="<home>"`` (quoted: a home may hold a space; ``%`` is a
+    specifier there)."""
+    quoted = home.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return ("# Written by the provider-fallback deploy: the person's home, writable for "
+            f'their agents follower.\n[Service]\nReadWritePaths="{quoted}"\n').encode()
+
+
 def follower_instance(stack: Stack, login: str) -> str:
     """``provider-fallback-agents@<login>.service``."""
     return stack.linux.units.agents.replace("@.service", f"@{login}.service")
@@ -142,9 +154,16 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
                         path=folder, user=login, group=stack.linux.group, mode="750")
     if systemd_host:
         wanted = follower_instance(stack, login) if login is not None else None
-        unit_op = put_artifact(stack, unit_rel, rendered[unit_rel])
-        systemd.daemon_reload(name=f"systemd daemon-reload: {unit} changed",
-                              _if=unit_op.did_change)
+        changed = [put_artifact(stack, unit_rel, rendered[unit_rel])]
+        if wanted is not None and person is not None:
+            # The person's home, writable for this instance only (%h in a system unit is
+            # root's home, so the template cannot name it).
+            changed.append(put_bytes(
+                name=f"{wanted}: ReadWritePaths={person['home']}",
+                data=home_dropin(person["home"]), mode=0o644,
+                dest=posixpath.join(str(lay.units_dir), f"{wanted}.d", HOME_DROPIN)))
+        systemd.daemon_reload(name=f"systemd daemon-reload: {unit} or its drop-in changed",
+                              _if=any_changed(changed))
         # An instance for someone else (agents_user changed) or for nobody: stopped, disabled.
         wants = posixpath.join(str(lay.units_dir), "multi-user.target.wants")
         links = host.get_fact(FindLinks, path=wants, fname=unit.replace("@.", "@*.")) or []
@@ -154,8 +173,10 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
                 systemd.service(name=f"{instance} stopped and disabled: linux.agents_user "
                                 "no longer names its user", service=instance, running=False,
                                 enabled=False)
+                files.directory(name=f"{instance}'s drop-in removed", present=False,
+                                path=posixpath.join(str(lay.units_dir), f"{instance}.d"))
         if wanted is not None:
-            ensure_service(wanted, systemd_host=True, restart_on=[unit_op, *restart_on])
+            ensure_service(wanted, systemd_host=True, restart_on=[*changed, *restart_on])
     else:
         script = put_artifact(stack, script_rel, rendered[script_rel])
         if login is not None:

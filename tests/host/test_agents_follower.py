@@ -88,7 +88,12 @@ def test_a_persons_agents_follow_a_real_failover_and_restore(host_env: HostEnv,
     person = _inventory(env, tmp_path / "person.py", LOGIN)
     try:
         run_deploy(person, env.env).check()
-        assert _sh(env, f"systemctl is-active {unit}").strip() == "active"
+
+        def journal() -> str:
+            return str(env.run(f"systemctl status {unit} --no-pager; journalctl -u {unit} "
+                               "--no-pager -n 60").stdout)
+
+        assert env.run(f"systemctl is-active {unit}").stdout.strip() == "active", journal()
         assert _sh(env, f"systemctl is-enabled {unit}").strip() == "enabled"
         props = _sh(env, f"systemctl show -p User -p NoNewPrivileges {unit}")
         assert f"User={LOGIN}" in props

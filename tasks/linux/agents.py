@@ -158,6 +158,8 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
         if wanted is not None and person is not None:
             # The person's home, writable for this instance only (%h in a system unit is
             # root's home, so the template cannot name it).
+            files.directory(name=f"directory {wanted}.d", mode="755",
+                            path=posixpath.join(str(lay.units_dir), f"{wanted}.d"))
             changed.append(put_bytes(
                 name=f"{wanted}: ReadWritePaths={person['home']}",
                 data=home_dropin(person["home"]), mode=0o644,

@@ -150,6 +150,8 @@ class Watchdog:
         self._proxy_answered = False
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
+        #: A decision file for a person's follower may be left from before (checked once).
+        self._decision_left = True
         self.agents = agent_manager(config, home, env=prober.env)
         # "restart your Codex session to follow" stays in status until the next switch.
         seen = self.state.extra.get("agents")
@@ -593,6 +595,10 @@ class Watchdog:
         whose = follower_of(self.config.paths.state_dir) if self.config.os == "linux" else None
         decided = {name: self.agent_target(name, to) for name in self.agents.specs}
         followed = self._publish(to, decided, whose) if whose is not None else None
+        if whose is None and self._decision_left:  # nobody's follower reads it any more
+            with contextlib.suppress(FileNotFoundError):
+                (Path(self.config.paths.state_dir) / DECISION_FILE).unlink()
+            self._decision_left = False
         for name, target in decided.items():
             if followed is not None:
                 result = followed[name]
@@ -629,6 +635,7 @@ class Watchdog:
         data = decision_bytes(os_name=self.config.os, active=to.name,
                               agents=self.config.agents, targets=self.config.targets,
                               targets_of=decided, why=why)
+        self._decision_left = True
         try:
             publish(Path(self.config.paths.state_dir) / DECISION_FILE, data)
         except OSError as exc:

@@ -39,7 +39,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File, FileContents, FindLinks
 from pyinfra.operations import files, systemd, sysvinit
 
-from monitoring.agents.follower import DECISION_FILE, FOLLOWER_DIR
+from monitoring.agents.follower import FOLLOWER_DIR
 from monitoring.layout import Layout
 from monitoring.stack import Stack
 from tasks.linux.facts import LinuxUser
@@ -198,7 +198,6 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
                              service=name, running=False, enabled=False)
             files.file(name=f"{defaults} removed", path=defaults, present=False)
     if login is None:
-        files.file(name=f"{lay.state(DECISION_FILE)} removed: no person's follower reads it",
-                   path=lay.state(DECISION_FILE), present=False)
+        # (The watchdog removes its decision file itself once this directory is gone.)
         files.directory(name=f"{folder} removed: the watchdog switches its own home's agents",
                         path=folder, present=False)

@@ -142,5 +142,6 @@ def test_a_persons_agents_follow_a_real_failover_and_restore(host_env: HostEnv,
     assert env.run(f"systemctl is-enabled {unit}").stdout.strip() != "enabled"
     assert env.run(f"systemctl is-active {unit}").stdout.strip() != "active"
     assert env.run(f"test -e {env.layout.state(FOLLOWER_DIR)}").rc != 0
-    assert env.run(f"test -e {env.layout.state(DECISION_FILE)}").rc != 0
+    until(lambda: env.run(f"test -e {env.layout.state(DECISION_FILE)}").rc != 0, 30,
+          "the watchdog removing the decision nobody reads any more")
     assert _sh(env, f"stat -c %a {env.layout.state_dir}").strip() == "750"

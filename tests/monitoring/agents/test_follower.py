@@ -98,6 +98,10 @@ def test_the_watchdog_decides_the_follower_applies_in_the_persons_home(tmp_path:
     assert all(a["pending"] and a["ok"] for a in _agents(dog))
     assert follower.tick() is True
     assert follower.tick() is False  # nothing moved: the report is not rewritten
+    assert decision.read_bytes() == text.encode()
+    before = decision.stat().st_mtime_ns
+    dog._write_agents(targets["litellm"])
+    assert decision.stat().st_mtime_ns == before  # an unchanged decision is not rewritten
     assert follower.manager is not None
     assert follower.manager.current("kilo-code") == "litellm"
     assert "// my own settings" in kilo.read_text()
@@ -162,9 +166,11 @@ def test_a_file_the_follower_cannot_edit_is_reported_once_by_the_watchdog(
 def test_without_a_person_the_watchdog_edits_its_own_home_and_publishes_nothing(
         tmp_path: Path) -> None:
     dog, config = _dog(tmp_path, person=False)
+    left = Path(config.paths.state_dir, fol.DECISION_FILE)
+    left.write_text("{}")  # from the time a person was named: nobody reads it now
     dog._switch({t.name: t for t in config.targets}["litellm"], NOW, pinned=False)
     assert Path(str(config.agent_home), ".config", "kilo", "kilo.jsonc").exists()
-    assert not Path(config.paths.state_dir, fol.DECISION_FILE).exists()
+    assert not left.exists()
     assert "whose" not in _agents(dog)[0]
 
 

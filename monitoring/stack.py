@@ -603,6 +603,12 @@ class Linux(Strict):
     #: service account: a server, CI). See tasks/linux/agents.py.
     agents_user: Literal["auto"] | Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")] | None \
         = "auto"
+    #: WSL: the person's Windows profile as WSL sees it (``/mnt/c/Users/<name>``): their
+    #: Windows-side agents (VS Code, Windows terminals) follow the switch too, through the
+    #: proxy at ``http://127.0.0.1:<port>`` (WSL forwards IPv4 loopback binds only). Named,
+    #: never guessed; null (default): none. See tasks/linux/agents.py.
+    windows_profile: Annotated[str, Field(pattern=r"^/[^\x00-\x1f]*[^/\x00-\x1f]$")] | None \
+        = None
 
 
 class Firewall(Strict):

@@ -36,6 +36,7 @@ from monitoring import metrics
 from monitoring.agents.engine import AgentManager, AgentResult, key_command
 from monitoring.agents.follower import (
     DECISION_FILE,
+    WINDOWS_SUFFIX,
     Whose,
     applied_result,
     decision_bytes,
@@ -615,6 +616,10 @@ class Watchdog:
             elif result.ok:
                 result.restart = self._restart_hints.get(name, "")
             results.append(result)
+        if followed is not None:  # a WSL person's Windows-side agents (kilo-code@windows)
+            results += [r for key, r in followed.items() if key not in decided]
+        for result in results:
+            name = result.agent
             if result.ok:
                 self._agent_errors.pop(name, None)
             elif self._agent_errors.get(name) != result.error:
@@ -634,7 +639,8 @@ class Watchdog:
                for name, target in decided.items() if target is None}
         data = decision_bytes(os_name=self.config.os, active=to.name,
                               agents=self.config.agents, targets=self.config.targets,
-                              targets_of=decided, why=why)
+                              targets_of=decided, why=why,
+                              windows=self.config.windows_side)
         self._decision_left = True
         try:
             publish(Path(self.config.paths.state_dir) / DECISION_FILE, data)
@@ -644,16 +650,20 @@ class Watchdog:
         report = whose.report()
         phrase = whose.phrase(report)
         out: dict[str, AgentResult] = {}
-        for name, target in decided.items():
-            adapter = self.agents.adapter(name)
-            done = applied_result(name, adapter.label, target.name if target else None,
-                                  report, decision_id, phrase)
-            if done is None:
-                done = AgentResult(name, adapter.label, target.name if target else None,
-                                   error=why.get(name), whose=phrase, pending=target is not None)
-                if target is not None and not adapter.live_reload:
-                    done.restart = adapter.restart_hint
-            out[name] = done
+        sides = ["", WINDOWS_SUFFIX] if self.config.windows_side is not None else [""]
+        for side in sides:
+            for name, target in decided.items():
+                adapter = self.agents.adapter(name)
+                key, label = name + side, adapter.label + (" (Windows)" if side else "")
+                done = applied_result(key, label, target.name if target else None,
+                                      report, decision_id, phrase)
+                if done is None:
+                    done = AgentResult(key, label, target.name if target else None,
+                                       error=why.get(name), whose=phrase,
+                                       pending=target is not None)
+                    if target is not None and not adapter.live_reload:
+                        done.restart = adapter.restart_hint
+                out[key] = done
         return out
 
     @staticmethod

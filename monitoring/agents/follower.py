@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from monitoring.agents.engine import AgentManager, AgentResult
 from monitoring.atomic import FileStamp, atomic_write, stamp
-from monitoring.watchdog_config import AgentSpec, TargetSpec
+from monitoring.watchdog_config import AgentSpec, TargetSpec, WindowsSide
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ FOLLOWER_DIR: Final = "agents-follower"
 #: In the follower's directory: what it applied (0644) and its takeover records (0600 each).
 REPORT_FILE: Final = "applied.json"
 RECORDS_DIR: Final = "records"
+#: A WSL person's Windows-side agents: their results' names (``kilo-code@windows``) and
+#: their takeover records (``records-windows/``).
+WINDOWS_SUFFIX: Final = "@windows"
+WINDOWS_RECORDS_DIR: Final = "records-windows"
 #: The follower's poll: one stat of the decision file and one per agent file a tick.
 POLL_INTERVAL_S: Final = 1.0
 #: Largest decision file the follower reads (a real one is a few KB): bounded memory.
@@ -70,12 +74,14 @@ class Decision:
     #: agent -> target name, or None with ``why``.
     targets_of: dict[str, str | None]
     why: dict[str, str]
+    #: WSL: the person's Windows profile and the targets as Windows reaches them.
+    windows: WindowsSide | None = None
 
 
 def decision_bytes(*, os_name: str, active: str | None, agents: Sequence[AgentSpec],
                    targets: Sequence[TargetSpec],
                    targets_of: Mapping[str, TargetSpec | None],
-                   why: Mapping[str, str]) -> bytes:
+                   why: Mapping[str, str], windows: WindowsSide | None = None) -> bytes:
     """The decision file's bytes: deterministic, so an unchanged decision is not rewritten
     and its ``id`` (a digest of the rest) says which decision a report answers."""
     body: dict[str, Any] = {
@@ -83,7 +89,8 @@ def decision_bytes(*, os_name: str, active: str | None, agents: Sequence[AgentSp
         "agents": [a.model_dump(mode="json") for a in agents],
         "targets": [t.model_dump(mode="json") for t in targets],
         "decision": {name: {"target": t.name if t is not None else None,
-                            "why": why.get(name, "")} for name, t in targets_of.items()}}
+                            "why": why.get(name, "")} for name, t in targets_of.items()},
+        "windows": windows.model_dump(mode="json") if windows is not None else None}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     body["id"] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return (json.dumps(body, sort_keys=True, indent=1) + "\n").encode()
@@ -114,7 +121,9 @@ def parse_decision(path: Path, raw: bytes) -> Decision:
             targets_of={str(k): (v.get("target") if isinstance(v, dict) else None)
                         for k, v in decision.items()},
             why={str(k): str(v.get("why", "")) for k, v in decision.items()
-                 if isinstance(v, dict)})
+                 if isinstance(v, dict)},
+            windows=WindowsSide.model_validate(body["windows"]) if body.get("windows")
+            else None)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DecisionError(f"{path} is not a decision of this version of provider-fallback "
                             f"({type(exc).__name__}: {str(exc)[:200]}): upgrade the follower "
@@ -203,6 +212,8 @@ class Follower:
         self.key_command = tuple(key_command)
         self.decision: Decision | None = None
         self.manager: AgentManager | None = None
+        #: The person's Windows-side agents (WSL), when the decision names their profile.
+        self.windows: AgentManager | None = None
         self._stamp: FileStamp | None = None
         self._problem: str | None = None
         self._last: bytes | None = None
@@ -245,6 +256,15 @@ class Follower:
                                         records_dir=self.folder / RECORDS_DIR,
                                         os_name=decision.os, env=self.env,
                                         key_command=self.key_command)
+        if decision.windows is None:
+            self.windows = None
+        elif self.windows is None or old is None or old.windows != decision.windows \
+                or old.agents != decision.agents:
+            self.windows = AgentManager(decision.agents, decision.windows.targets,
+                                        home=decision.windows.home,
+                                        records_dir=self.folder / WINDOWS_RECORDS_DIR,
+                                        os_name="windows", env=self.env,
+                                        key_command=self.key_command)
         self.decision = decision
 
     def tick(self) -> bool:
@@ -255,6 +275,9 @@ class Follower:
         if decision is not None and manager is not None:
             for spec in decision.agents:
                 results.append(self._apply(manager, decision, spec.name))
+            if self.windows is not None:
+                results += [self._apply(self.windows, decision, spec.name, WINDOWS_SUFFIX)
+                            for spec in decision.agents]
         report = {"by": self.by, "login": _login(), "home": str(self.home),
                   "decision": decision.id if decision else None,
                   "problem": self._problem, "agents": [r.to_json() for r in results]}
@@ -272,14 +295,17 @@ class Follower:
                 log.warning("%s left untouched: %s", result.agent, result.error)
         return True
 
-    def _apply(self, manager: AgentManager, decision: Decision, name: str) -> AgentResult:
-        label = manager.adapter(name).label
+    def _apply(self, manager: AgentManager, decision: Decision, name: str,
+               side: str = "") -> AgentResult:
+        label = manager.adapter(name).label + (" (Windows)" if side else "")
         wanted = decision.targets_of.get(name)
         target = manager.targets.get(wanted or "")
         if target is None:
             why = decision.why.get(name) or f"the decision names no target for {label}"
-            return AgentResult(name, label, None, error=why)
+            return AgentResult(name + side, label, None, error=why)
         result = manager.apply(name, target)
+        result.agent, result.label = name + side, label
+        name += side
         # "restart your session to follow" stays until the agent's next switch.
         seen_target, hint = self._hints.get(name, (None, ""))
         if result.changed:

@@ -51,6 +51,7 @@ def linux_stack(stack: Stack, rendered: Rendered) -> None:
         logger.warning(f"{host.name}: systemd is not PID 1 here: the watchdog runs from "
                        "/etc/init.d and supervises the LiteLLM proxy itself")
     person = agents.agents_user(stack, wsl=platform["wsl"])  # checked before any change
+    agents.windows_profile(stack, person)
     if person is not None:
         logger.info(f"{host.name}: the agents of {person['name']} ({person['home']}) follow "
                     f"the switch, through {agents.follower_instance(stack, person['name'])}")

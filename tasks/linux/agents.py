@@ -28,6 +28,7 @@ and the watchdog switches the service account's own files again.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import posixpath
 import shlex
@@ -36,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pyinfra import host  # type: ignore[attr-defined]
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.operation import OperationMeta
-from pyinfra.facts.files import File, FileContents, FindLinks
+from pyinfra.facts.files import Directory, File, FileContents, FindLinks
 from pyinfra.operations import files, systemd, sysvinit
 
 from monitoring.agents.follower import FOLLOWER_DIR
@@ -111,6 +112,38 @@ def agents_user(stack: Stack, *, wsl: bool) -> dict[str, str] | None:
     return entry
 
 
+def windows_profile(stack: Stack, person: Mapping[str, str] | None) -> str | None:
+    """``linux.windows_profile`` checked against the host, or None when not set.
+
+    Named, never guessed (a WSL distribution may see several Windows profiles, and the
+    Windows user name need not match the login). Refused, before any change, when nobody's
+    follower would edit it, when the folder does not exist, or when the proxy listens where
+    Windows cannot reach it (WSL forwards binds on 127.0.0.1 or 0.0.0.0 only, never ::1)."""
+    profile = stack.linux.windows_profile
+    if profile is None:
+        return None
+    fix = ("set linux.windows_profile to your Windows profile as WSL sees it "
+           "(/mnt/c/Users/<name>: `wslpath \"$(cmd.exe /c echo %USERPROFILE%)\"` prints it), "
+           "or to null, and deploy again")
+    if person is None:
+        raise DeployError(
+            f"{host.name}: linux.windows_profile: {profile} is set but linux.agents_user "
+            "names nobody: the person's follower (it runs as them) edits those files. Set "
+            "linux.agents_user to your WSL login, or linux.windows_profile to null, and "
+            "deploy again")
+    if not host.get_fact(Directory, path=profile):
+        raise DeployError(f"{host.name}: linux.windows_profile: no folder {profile} on the "
+                          f"host: {fix}")
+    listen = ipaddress.ip_address(stack.litellm.listen.host)
+    if not (listen.version == 4 and (listen.is_unspecified or str(listen) == "127.0.0.1")):
+        raise DeployError(
+            f"{host.name}: litellm.listen.host: {stack.litellm.listen.host} is not reached "
+            "from Windows: WSL forwards only binds on 127.0.0.1 or 0.0.0.0 (IPv4) to Windows "
+            "(linux.windows_profile): use 127.0.0.1, or set linux.windows_profile to null, "
+            "and deploy again")
+    return profile
+
+
 def local_person() -> str | None:
     """:func:`deploying_person` of this process (inventory/local.py)."""
     login = os.environ.get("USER") or os.environ.get("LOGNAME")
@@ -121,12 +154,14 @@ def local_person() -> str | None:
 HOME_DROPIN = "home.conf"
 
 
-def home_dropin(home: str) -> bytes:
-    """``[Service] ReadWritePaths="<home>"`` (quoted: a home may hold a space; ``%`` is a
-    specifier there)."""
-    quoted = home.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return ("# Written by the provider-fallback deploy: the person's home, writable for "
-            f'their agents follower.\n[Service]\nReadWritePaths="{quoted}"\n').encode()
+def home_dropin(*paths: str) -> bytes:
+    """``[Service] ReadWritePaths="<home>" ["<Windows profile>"]`` (quoted: a path may hold a
+    space; ``%`` is a specifier there)."""
+    quoted = " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+                      + '"' for p in paths)
+    return ("# Written by the provider-fallback deploy: the person's home (and Windows "
+            f"profile), writable for their agents follower.\n[Service]\n"
+            f"ReadWritePaths={quoted}\n").encode()
 
 
 def follower_instance(stack: Stack, login: str) -> str:
@@ -162,7 +197,9 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
                             path=posixpath.join(str(lay.units_dir), f"{wanted}.d"))
             changed.append(put_bytes(
                 name=f"{wanted}: ReadWritePaths={person['home']}",
-                data=home_dropin(person["home"]), mode=0o644,
+                data=home_dropin(person["home"], *([stack.linux.windows_profile]
+                                                   if stack.linux.windows_profile else [])),
+                mode=0o644,
                 dest=posixpath.join(str(lay.units_dir), f"{wanted}.d", HOME_DROPIN)))
         systemd.daemon_reload(name=f"systemd daemon-reload: {unit} or its drop-in changed",
                               _if=any_changed(changed))

@@ -67,6 +67,9 @@ def _load(path: str) -> WatchdogConfig:
     except FileNotFoundError:
         raise SystemExit(_usage(f"no watchdog config at {path} (--config or "
                                 "PROVIDER_FALLBACK_CONFIG)")) from None
+    except PermissionError:
+        raise SystemExit(_usage(f"cannot read {path}: run it through sudo (or as a member "
+                                "of the service's group)")) from None
     except (ValueError, ValidationError) as exc:
         raise SystemExit(_usage(f"{path} is not a valid watchdog config: {exc}")) from None
 
@@ -331,10 +334,15 @@ def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
             continue
         if agent.get("ok"):
             hint = f" ({agent['restart']})" if agent.get("restart") else ""
+            hint += " (decided; not applied by the follower yet)" if agent.get("pending") else ""
             con.print(Text(f"  agent {agent.get('agent')}: on {agent.get('target')}{hint}"))
         else:
             con.print(Text(f"  agent {agent.get('agent')}: NOT switched: {agent.get('error')}",
                            "bold red"))
+    whose = next((a.get("whose") for a in summary["agents"] if isinstance(a, dict)
+                  and a.get("whose")), None) if isinstance(summary["agents"], list) else None
+    if whose:
+        con.print(Text(f"  agents' files: {whose}"))
     return EXIT_OK
 
 
@@ -637,12 +645,40 @@ def agent_key(var: str) -> int:
     return EXIT_OK
 
 
+def cmd_follow(state_dir: str, by: str, interval: float) -> int:
+    """``agents follow``: the person's follower (``provider-fallback-agents@<login>``):
+    applies the watchdog's decisions to the agent files in this user's home until SIGTERM.
+    Reads no config: the decision file carries everything it needs, and no secrets (the
+    keys Gemini CLI and Aider need as values come from this process' environment)."""
+    import threading
+
+    from monitoring.agents.engine import key_command
+    from monitoring.agents.follower import Follower
+
+    if interval <= 0:
+        return _usage(f"--interval {interval}: a number of seconds above 0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Follower(state_dir, by=by, key_command=key_command()).run(stop, interval)
+    return EXIT_OK
+
+
 def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
                as_json: bool) -> int:
     """``agents``: every known agent, where it points, traps; ``release``/``manage`` NAME."""
     from monitoring.agents import ADAPTERS
+    from monitoring.agents.engine import AgentManager, key_command
+    from monitoring.agents.follower import follower_of
 
     manager = agent_manager(config)
+    whose = follower_of(config.paths.state_dir) if config.os == "linux" else None
+    report = whose.report() if whose is not None else None
+    if whose is not None:  # a person's agents: their home, their follower's records
+        manager = AgentManager(config.agents, config.targets, home=whose.home,
+                               records_dir=whose.records, os_name=config.os,
+                               key_command=key_command())
     known = {**ADAPTERS, **{n: manager.adapter(n) for n in manager.specs if n not in ADAPTERS}}
     if action in ("release", "manage"):
         if name not in manager.specs:
@@ -653,13 +689,15 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
             return EXIT_OK
         for line in manager.release(name) or ["nothing was ever written"]:
             print(f"{name}: {line}")
-        print(f"{name}: released; the watchdog leaves its files alone "
+        print(f"{name}: released; {whose.by(report) if whose else 'the watchdog'} leaves "
+              "its files alone "
               f"(`provider-fallback agents manage {name}` takes it back)")
         return EXIT_OK
     state = load_state(config.paths.state_file).state
     raw = state.extra.get("agents")
     last = {a.get("agent"): a for a in (raw if isinstance(raw, list) else [])
             if isinstance(a, dict)}
+    managed_by = whose.phrase(report) if whose is not None else None
     rows = []
     for key, adapter in known.items():
         enrolled = key in manager.specs
@@ -668,6 +706,7 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
             "installed": adapter.installed(home=manager.home),
             "enrolled": enrolled, "wire": adapter.wire, "live_reload": adapter.live_reload,
             "key": adapter.key_mechanism, "whose": str(manager.home),
+            "managed_by": managed_by,
             "traps": [t.__dict__ for t in adapter.traps(manager.home, os.environ,
                                                         Path.cwd())]}
         if enrolled:
@@ -681,7 +720,7 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
     if as_json:
         _print_json(rows)
         return EXIT_OK
-    print(f"agent files of: {manager.home}")
+    print(f"agent files of: {manager.home}" + (f" ({managed_by})" if managed_by else ""))
     for row in rows:
         state_text = "enrolled" if row["enrolled"] else "not enrolled"
         print(f"{row['label']} ({row['agent']}): {state_text}, "
@@ -849,9 +888,15 @@ def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
                  "fix. `release NAME` puts the user's own values back and stops managing it; "
                  "`manage NAME` takes it back; `key VAR` prints a key for an agent's key helper.",
                  "provider-fallback agents", "provider-fallback agents release codex")
-    agents.add_argument("action", nargs="?", choices=["release", "manage", "key"],
-                        help="release or manage an enrolled agent, or print a key (key VAR)")
+    agents.add_argument("action", nargs="?", choices=["release", "manage", "key", "follow"],
+                        help="release or manage an enrolled agent, print a key (key VAR), or "
+                        "run a person's follower (follow: what provider-fallback-agents@ runs)")
     agents.add_argument("name", nargs="?", help="agent (release/manage) or variable (key)")
+    agents.add_argument("--state-dir", help="follow: the watchdog's state directory")
+    agents.add_argument("--by", default="provider-fallback agents follow",
+                        help="follow: the service name shown in status")
+    agents.add_argument("--interval", type=float, default=1.0,
+                        help="follow: seconds between two looks at the decision")
     return top
 
 
@@ -871,6 +916,10 @@ def _run(argv: Sequence[str] | None) -> int:
         return _usage(f"{args.command} has no JSON output: {NO_JSON[args.command]}")
     if args.command == "agents" and args.action == "key":
         return agent_key(args.name or "")
+    if args.command == "agents" and args.action == "follow":
+        if not args.state_dir:
+            return _usage("agents follow needs --state-dir (the watchdog's state directory)")
+        return cmd_follow(args.state_dir, args.by, args.interval)
     config = _load(args.config)
     if args.command == "agents":
         return cmd_agents(config, args.action, args.name, args.json)

@@ -692,6 +692,10 @@ class LinuxUnits(Strict):
     """The proxy's systemd unit."""
     watchdog: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
     """The watchdog's systemd unit."""
+    agents: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@\.service$")] = \
+        "provider-fallback-agents@.service"
+    """The template unit of a person's agents follower (monitoring/agents/follower.py), enabled
+    as `<name>@<login>.service` when `agents_user` names someone."""
 
 
 # Plain characters only: these paths go into unit lines and Debian ARGS= lines unquoted.
@@ -720,9 +724,16 @@ class Linux(Strict):
     beyond loopback."""
     agents_user: Literal["auto"] | Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")] | None \
         = "auto"
-    """Whose agent files the watchdog switches: `auto` (the person who ran the deploy through sudo
-    on this machine, else the service account), a login name, or null (the service account: a
-    server, CI). See tasks/linux/agents.py."""
+    """Whose agent files follow the switch: `auto` (the person who ran the deploy through sudo on
+    this machine, else the service account), a login name, or null (the service account: a
+    server, CI). A person's files are switched by their own follower unit (`units.agents`),
+    running as them. See tasks/linux/agents.py."""
+    windows_profile: Annotated[str, Field(pattern=r"^/[^\x00-\x1f]*[^/\x00-\x1f]$")] | None \
+        = None
+    """WSL: the person's Windows profile as WSL sees it (`/mnt/c/Users/<name>`): their Windows-side
+    agents (VS Code, Windows terminals) follow the switch too, through the proxy at
+    `http://127.0.0.1:<port>` (WSL forwards IPv4 loopback binds only). Named, never guessed;
+    null (default): none. See tasks/linux/agents.py."""
 
 
 class Firewall(Strict):

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from monitoring import metrics
-from monitoring.agents.engine import AgentManager, AgentResult
+from monitoring.agents.engine import AgentManager, AgentResult, key_command
+from monitoring.agents.follower import (
+    DECISION_FILE,
+    WINDOWS_SUFFIX,
+    Whose,
+    applied_result,
+    decision_bytes,
+    follower_of,
+    publish,
+)
 from monitoring.atomic import atomic_write
 from monitoring.budget import BudgetStatus, Level, budget_status
 from monitoring.circuit import Circuit, Outcome, circuit_of, observe
@@ -102,13 +111,9 @@ def agent_manager(config: WatchdogConfig, home: str | None = None,
                   env: Any = None) -> AgentManager:
     """The enrolled agents of ``config``: their files in ``home`` (else the config's
     ``agent_home``, else the watchdog's own), the takeover records in the state directory."""
-    import sys
-
-    helper = Path(sys.executable).with_name("provider-fallback")
     return AgentManager(config.agents, config.targets, home=home or config.agent_home,
                         records_dir=Path(config.paths.state_dir) / "agents",
-                        os_name=config.os, env=env,
-                        key_command=[str(helper)] if helper.exists() else [])
+                        os_name=config.os, env=env, key_command=key_command())
 
 
 class Watchdog:
@@ -146,6 +151,8 @@ class Watchdog:
         self._proxy_answered = False
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
+        #: A decision file for a person's follower may be left from before (checked once).
+        self._decision_left = True
         self.agents = agent_manager(config, home, env=prober.env)
         # "restart your Codex session to follow" stays in status until the next switch.
         seen = self.state.extra.get("agents")
@@ -586,19 +593,33 @@ class Watchdog:
         already right). Run every tick, not only on a switch: a file that was busy, broken or
         hand-edited is mended as soon as it can be, and its error is logged once."""
         results: list[AgentResult] = []
-        for name in self.agents.specs:
-            target = self.agent_target(name, to)
-            if target is None:
+        whose = follower_of(self.config.paths.state_dir) if self.config.os == "linux" else None
+        decided = {name: self.agent_target(name, to) for name in self.agents.specs}
+        followed = self._publish(to, decided, whose) if whose is not None else None
+        if whose is None and self._decision_left:  # nobody's follower reads it any more
+            with contextlib.suppress(FileNotFoundError):
+                (Path(self.config.paths.state_dir) / DECISION_FILE).unlink()
+            self._decision_left = False
+        for name, target in decided.items():
+            if followed is not None:
+                result = followed[name]
+            elif target is None:
                 label = self.agents.adapter(name).label
                 result = AgentResult(name, label, None,
                                      error=f"{label} can speak to no usable target")
             else:
                 result = self.agents.apply(name, target)
-            if result.changed:
+            if followed is not None:
+                pass  # the follower keeps its own "restart to follow" until the next switch
+            elif result.changed:
                 self._restart_hints[name] = result.restart
             elif result.ok:
                 result.restart = self._restart_hints.get(name, "")
             results.append(result)
+        if followed is not None:  # a WSL person's Windows-side agents (kilo-code@windows)
+            results += [r for key, r in followed.items() if key not in decided]
+        for result in results:
+            name = result.agent
             if result.ok:
                 self._agent_errors.pop(name, None)
             elif self._agent_errors.get(name) != result.error:
@@ -608,6 +629,42 @@ class Watchdog:
                                       target=to.name)
         self.state.extra["agents"] = [r.to_json() for r in results]
         return results
+
+    def _publish(self, to: TargetSpec, decided: dict[str, TargetSpec | None],
+                 whose: Whose) -> dict[str, AgentResult]:
+        """A person's agents (:mod:`monitoring.agents.follower`): publish the decision for
+        their follower instead of editing files here, and tell what it applied. An agent
+        whose decision the follower has not applied yet is ``pending`` (not an error)."""
+        why = {name: f"{self.agents.adapter(name).label} can speak to no usable target"
+               for name, target in decided.items() if target is None}
+        data = decision_bytes(os_name=self.config.os, active=to.name,
+                              agents=self.config.agents, targets=self.config.targets,
+                              targets_of=decided, why=why,
+                              windows=self.config.windows_side)
+        self._decision_left = True
+        try:
+            publish(Path(self.config.paths.state_dir) / DECISION_FILE, data)
+        except OSError as exc:
+            log.error("cannot publish the agents' decision: %s", exc)
+        decision_id = json.loads(data)["id"]
+        report = whose.report()
+        phrase = whose.phrase(report)
+        out: dict[str, AgentResult] = {}
+        sides = ["", WINDOWS_SUFFIX] if self.config.windows_side is not None else [""]
+        for side in sides:
+            for name, target in decided.items():
+                adapter = self.agents.adapter(name)
+                key, label = name + side, adapter.label + (" (Windows)" if side else "")
+                done = applied_result(key, label, target.name if target else None,
+                                      report, decision_id, phrase)
+                if done is None:
+                    done = AgentResult(key, label, target.name if target else None,
+                                       error=why.get(name), whose=phrase,
+                                       pending=target is not None)
+                    if target is not None and not adapter.live_reload:
+                        done.restart = adapter.restart_hint
+                out[key] = done
+        return out
 
     @staticmethod
     def agents_summary(results: list[AgentResult]) -> str:
@@ -619,7 +676,9 @@ class Watchdog:
                 labels.append(f"{r.agent} on {r.target}{hint}")
         failed = [f"{r.agent} ({r.error})" for r in results if not r.ok]
         text = f"; agents: {', '.join(labels)}" if labels else ""
-        return text + (f"; not switched: {', '.join(failed)}" if failed else "")
+        whose = next((r.whose for r in results if r.whose), None)
+        return (text + (f"; not switched: {', '.join(failed)}" if failed else "")
+                + (f"; files {whose}" if whose else ""))
 
     def _switch(self, to: TargetSpec, now: datetime, *, pinned: bool) -> None:
         current = self.targets.get(self.state.active_target or "")
@@ -652,6 +711,14 @@ class Watchdog:
     def _adopt_agent_files(self) -> None:
         """At start, take the active target from the agent files when the state has none."""
         if self.state.active_target is not None or not self.config.agents:
+            return
+        whose = follower_of(self.config.paths.state_dir) if self.config.os == "linux" else None
+        if whose is not None:  # the person's files are the follower's: its last decision
+            with contextlib.suppress(OSError, ValueError):
+                last = json.loads((Path(self.config.paths.state_dir) / DECISION_FILE
+                                   ).read_bytes())
+                if isinstance(last, dict) and last.get("active") in self.targets:
+                    self.state.active_target = last["active"]
             return
         found = self.agents.current(self.config.agents[0].name)
         if found is not None:

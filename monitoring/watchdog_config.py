@@ -167,6 +167,14 @@ class WindowsEvents(_Model):
     kill_switch: int
 
 
+class WindowsSide(_Model):
+    """A WSL person's Windows-side agents: their profile as WSL sees it, and the targets as
+    Windows reaches them (the proxy at ``127.0.0.1``: WSL forwards IPv4 loopback only)."""
+
+    home: str
+    targets: list[TargetSpec]
+
+
 class Listen(_Model):
     host: str
     port: int = Field(ge=1, le=65535)
@@ -198,6 +206,8 @@ class WatchdogConfig(_Model):
     degraded: DegradedSpec | None = None
     #: Whose agent files are switched: None is the watchdog's own home.
     agent_home: str | None = None
+    #: WSL: the person's Windows-side agents too (monitoring/agents/follower.py).
+    windows_side: WindowsSide | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> WatchdogConfig:

@@ -67,15 +67,22 @@ class AgentResult:
     error: str | None = None
     restart: str = ""
     files: list[str] = field(default_factory=list)
+    #: Set when a follower applies it in a person's home (:mod:`monitoring.agents.follower`):
+    #: ``managed for <login> by <unit>``; ``pending`` until the follower applied the decision.
+    whose: str | None = None
+    pending: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"agent": self.agent, "label": self.label, "target": self.target,
+        data = {"agent": self.agent, "label": self.label, "target": self.target,
                 "ok": self.ok, "changed": self.changed, "error": self.error,
                 "restart": self.restart, "files": self.files}
+        if self.whose is not None:
+            data.update(whose=self.whose, pending=self.pending)
+        return data
 
 
 def _decode(path: Path, raw: bytes) -> tuple[str, bool]:
@@ -105,6 +112,15 @@ def _writable(path: Path) -> None:
     if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
         raise AgentFileError(f"{path} is read-only: make it writable (chmod u+w) for the "
                              "switch to follow, or release the agent")
+
+
+def key_command() -> list[str]:
+    """The ``provider-fallback`` helper next to this interpreter (Claude Code's
+    ``apiKeyHelper`` runs it), or nothing when it is not installed there."""
+    import sys
+
+    helper = Path(sys.executable).with_name("provider-fallback")
+    return [str(helper)] if helper.exists() else []
 
 
 class AgentManager:

@@ -17,6 +17,13 @@ from monitoring.agents.base import GOOGLE_GEMINI_DEFAULT
 from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
 
 
+def windows_proxy_root(stack: Stack) -> str:
+    """The proxy as Windows reaches it from a WSL deploy: ``http://127.0.0.1:<port>``. WSL
+    forwards only IPv4 binds on 127.0.0.1/0.0.0.0 to Windows (NAT: wslrelay; mirrored: ::1
+    is not supported), and ``localhost`` may resolve to ::1 on Windows."""
+    return f"http://127.0.0.1:{stack.litellm.listen.port}"
+
+
 def _strip(url: str, suffix: str) -> str:
     return re.sub(re.escape(suffix) + "/?$", "", url.rstrip("/"))
 
@@ -35,13 +42,14 @@ KNOWN: Final[dict[str, dict[str, Callable[[str], str]]]] = {
 }
 
 
-def target_endpoints(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget
-                     ) -> dict[str, str]:
-    """Base URL per wire format agents can use for ``target`` ({} for a built-in one)."""
+def target_endpoints(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget,
+                     proxy_root: str | None = None) -> dict[str, str]:
+    """Base URL per wire format agents can use for ``target`` ({} for a built-in one);
+    ``proxy_root``: the proxy as agents elsewhere reach it (Windows from WSL)."""
     if isinstance(target, AgentTarget):
         return {}
     if isinstance(target, LitellmTarget):
-        root = stack.proxy_url
+        root = proxy_root or stack.proxy_url
         return {"openai-chat": f"{root}/v1", "anthropic-messages": root,
                 "openai-responses": f"{root}/v1", "gemini-native": root}
     model = stack.litellm.models[target.model]

@@ -51,20 +51,22 @@ def linux_stack(stack: Stack, rendered: Rendered) -> None:
         logger.warning(f"{host.name}: systemd is not PID 1 here: the watchdog runs from "
                        "/etc/init.d and supervises the LiteLLM proxy itself")
     person = agents.agents_user(stack, wsl=platform["wsl"])  # checked before any change
+    agents.windows_profile(stack, person)
     if person is not None:
-        logger.warning(f"{host.name}: linux.agents_user resolves to {person['name']} "
-                       f"({person['home']}); the watchdog still switches the service "
-                       "account's agent files: enrolling a person's files is not done yet")
+        logger.info(f"{host.name}: the agents of {person['name']} ({person['home']}) follow "
+                    f"the switch, through {agents.follower_instance(stack, person['name'])}")
     if platform["wsl"]:
         wsl.wsl_systemd()
     wheelhouse, python = _wheelhouse_for_host(stack)
     base.packages()
     base.service_account(stack, lay)
-    base.directories(stack, lay)
+    base.directories(stack, lay, traversable=person is not None)
     venv_op = proxy.venv(stack, lay, wheelhouse, python)
     proxy_inputs, watchdog_inputs = proxy.configs(stack, rendered)
     prometheus.monitoring_services(stack, lay, rendered, systemd_host=systemd_host)
     grafana.grafana(stack, lay, rendered, systemd_host=systemd_host)
     proxy.services(stack, rendered, systemd_host=systemd_host, venv_op=venv_op,
                    proxy_inputs=proxy_inputs, watchdog_inputs=watchdog_inputs)
+    agents.follower(stack, lay, rendered, person, systemd_host=systemd_host,
+                    restart_on=[venv_op, *watchdog_inputs])
     firewall.firewall(stack, platform)

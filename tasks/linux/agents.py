@@ -17,20 +17,38 @@ account. Who that person is, in the order of what is certain:
 4. Otherwise nobody: the service account keeps its own files.
 
 The person must exist on the host: a ``getent passwd`` fact, a clear error otherwise.
+
+Their agents are switched by a follower running AS THEM (monitoring/agents/follower.py):
+:func:`follower` enables ``provider-fallback-agents@<login>`` (or, without systemd, the
+``provider-fallback-agents`` init script for the login in ``/etc/default``) and creates the
+follower's directory in the state directory, owned by them; with nobody it removes both,
+and the watchdog switches the service account's own files again.
 """
 
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
-from collections.abc import Mapping
+import posixpath
+import shlex
+from collections.abc import Mapping, Sequence
 
 from pyinfra import host  # type: ignore[attr-defined]
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import FileContents
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import Directory, File, FileContents, FindLinks
+from pyinfra.operations import files, systemd, sysvinit
 
+from monitoring.agents.follower import FOLLOWER_DIR
+from monitoring.layout import Layout
 from monitoring.stack import Stack
 from tasks.linux.facts import LinuxUser
+from tasks.linux.files import put_artifact
+from tasks.linux.operations import put_bytes
+from tasks.linux.services import any_changed, ensure_service
+from tasks.render.common import Rendered
+from tasks.render.systemd import follower_defaults, follower_names, follower_rels
 
 #: Host data set by inventory/local.py: the login of the person who ran the local deploy.
 PERSON_DATA = "deploy_person"
@@ -94,7 +112,129 @@ def agents_user(stack: Stack, *, wsl: bool) -> dict[str, str] | None:
     return entry
 
 
+def windows_profile(stack: Stack, person: Mapping[str, str] | None) -> str | None:
+    """``linux.windows_profile`` checked against the host, or None when not set.
+
+    Named, never guessed (a WSL distribution may see several Windows profiles, and the
+    Windows user name need not match the login). Refused, before any change, when nobody's
+    follower would edit it, when the folder does not exist, or when the proxy listens where
+    Windows cannot reach it (WSL forwards binds on 127.0.0.1 or 0.0.0.0 only, never ::1)."""
+    profile = stack.linux.windows_profile
+    if profile is None:
+        return None
+    fix = ("set linux.windows_profile to your Windows profile as WSL sees it "
+           "(/mnt/c/Users/<name>: `wslpath \"$(cmd.exe /c echo %USERPROFILE%)\"` prints it), "
+           "or to null, and deploy again")
+    if person is None:
+        raise DeployError(
+            f"{host.name}: linux.windows_profile: {profile} is set but linux.agents_user "
+            "names nobody: the person's follower (it runs as them) edits those files. Set "
+            "linux.agents_user to your WSL login, or linux.windows_profile to null, and "
+            "deploy again")
+    if not host.get_fact(Directory, path=profile):
+        raise DeployError(f"{host.name}: linux.windows_profile: no folder {profile} on the "
+                          f"host: {fix}")
+    listen = ipaddress.ip_address(stack.litellm.listen.host)
+    if not (listen.version == 4 and (listen.is_unspecified or str(listen) == "127.0.0.1")):
+        raise DeployError(
+            f"{host.name}: litellm.listen.host: {stack.litellm.listen.host} is not reached "
+            "from Windows: WSL forwards only binds on 127.0.0.1 or 0.0.0.0 (IPv4) to Windows "
+            "(linux.windows_profile): use 127.0.0.1, or set linux.windows_profile to null, "
+            "and deploy again")
+    return profile
+
+
 def local_person() -> str | None:
     """:func:`deploying_person` of this process (inventory/local.py)."""
     login = os.environ.get("USER") or os.environ.get("LOGNAME")
     return deploying_person(os.environ, os.geteuid(), login)
+
+
+#: The drop-in of an instance that makes the person's home writable for it.
+HOME_DROPIN = "home.conf"
+
+
+def home_dropin(*paths: str) -> bytes:
+    """``[Service] ReadWritePaths="<home>" ["<Windows profile>"]`` (quoted: a path may hold a
+    space; ``%`` is a specifier there)."""
+    quoted = " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+                      + '"' for p in paths)
+    return ("# Written by the provider-fallback deploy: the person's home (and Windows "
+            f"profile), writable for their agents follower.\n[Service]\n"
+            f"ReadWritePaths={quoted}\n").encode()
+
+
+def follower_instance(stack: Stack, login: str) -> str:
+    """``provider-fallback-agents@<login>.service``."""
+    return stack.linux.units.agents.replace("@.service", f"@{login}.service")
+
+
+def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str, str] | None,
+             *, systemd_host: bool, restart_on: Sequence[OperationMeta]) -> None:
+    """The person's agents follower, or none (``person`` None): see the module docstring.
+
+    The template unit (or the init script) is put on every host of its kind, like the other
+    rendered files; an instance runs only for a person. ``restart_on``: the operations that
+    changed its inputs (the venv, the secrets file). Idempotent: each step compares, the unit
+    files are reloaded only when the template changed."""
+    unit, name = follower_names(stack)
+    unit_rel, script_rel = follower_rels(stack)
+    folder = lay.state(FOLLOWER_DIR)
+    defaults = follower_defaults(stack)
+    login = person["name"] if person is not None else None
+    if login is not None:
+        # Owned by the person (the follower writes its records and report there), readable
+        # by the service group (the watchdog reads the report); its owner says whose agents.
+        files.directory(name=f"directory {folder} (the agents follower of {login})",
+                        path=folder, user=login, group=stack.linux.group, mode="750")
+    if systemd_host:
+        wanted = follower_instance(stack, login) if login is not None else None
+        changed = [put_artifact(stack, unit_rel, rendered[unit_rel])]
+        if wanted is not None and person is not None:
+            # The person's home, writable for this instance only (%h in a system unit is
+            # root's home, so the template cannot name it).
+            files.directory(name=f"directory {wanted}.d", mode="755",
+                            path=posixpath.join(str(lay.units_dir), f"{wanted}.d"))
+            changed.append(put_bytes(
+                name=f"{wanted}: ReadWritePaths={person['home']}",
+                data=home_dropin(person["home"], *([stack.linux.windows_profile]
+                                                   if stack.linux.windows_profile else [])),
+                mode=0o644,
+                dest=posixpath.join(str(lay.units_dir), f"{wanted}.d", HOME_DROPIN)))
+        systemd.daemon_reload(name=f"systemd daemon-reload: {unit} or its drop-in changed",
+                              _if=any_changed(changed))
+        # An instance for someone else (agents_user changed) or for nobody: stopped, disabled.
+        wants = posixpath.join(str(lay.units_dir), "multi-user.target.wants")
+        links = host.get_fact(FindLinks, path=wants, fname=unit.replace("@.", "@*.")) or []
+        for link in sorted(links):
+            instance = posixpath.basename(link)
+            if instance != wanted:
+                systemd.service(name=f"{instance} stopped and disabled: linux.agents_user "
+                                "no longer names its user", service=instance, running=False,
+                                enabled=False)
+                files.directory(name=f"{instance}'s drop-in removed", present=False,
+                                path=posixpath.join(str(lay.units_dir), f"{instance}.d"))
+        if wanted is not None:
+            ensure_service(wanted, systemd_host=True, restart_on=[*changed, *restart_on])
+    else:
+        script = put_artifact(stack, script_rel, rendered[script_rel])
+        if login is not None:
+            line = f"AGENTS_USER={shlex.quote(login)}"
+            before = host.get_fact(FileContents, path=defaults)
+            if before and line not in before:
+                # Stopped while the script still names the previous person: its stop
+                # matches the running follower by that user.
+                sysvinit.service(name=f"{name} stopped: linux.agents_user names someone "
+                                 "else now", service=name, running=False)
+            named = put_bytes(name=f"{defaults}: AGENTS_USER={login}",
+                              data=f"{line}\n".encode(),
+                              dest=defaults, mode=0o644)
+            ensure_service(name, systemd_host=False, restart_on=[script, named, *restart_on])
+        elif host.get_fact(File, path=defaults):
+            sysvinit.service(name=f"{name} stopped: linux.agents_user names nobody",
+                             service=name, running=False, enabled=False)
+            files.file(name=f"{defaults} removed", path=defaults, present=False)
+    if login is None:
+        # (The watchdog removes its decision file itself once this directory is gone.)
+        files.directory(name=f"{folder} removed: the watchdog switches its own home's agents",
+                        path=folder, present=False)

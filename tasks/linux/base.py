@@ -41,14 +41,16 @@ def service_account(stack: Stack, lay: Layout) -> None:
         host.noop(f"user {lx.user} exists: left as it is")
 
 
-def directories(stack: Stack, lay: Layout) -> None:
+def directories(stack: Stack, lay: Layout, *, traversable: bool = False) -> None:
     """Owners and modes: code and config root's (config readable by the service group),
-    state and logs the service user's."""
+    state and logs the service user's. ``traversable``: a person's agents follower reaches
+    its own directory and the watchdog's decision in the state directory (others may pass
+    through it, not list it: 0751)."""
     lx = stack.linux
     wanted = [
         (lx.install_dir, "root", "root", 0o755),
         (lx.config_dir, "root", lx.group, 0o750),
-        (lx.state_dir, lx.user, lx.group, 0o750),
+        (lx.state_dir, lx.user, lx.group, 0o751 if traversable else 0o750),
         (lx.log_dir, lx.user, lx.group, 0o750),
         (STAGING_DIR, "root", "root", 0o700),
     ]

@@ -17,6 +17,7 @@ from tasks.linux.files import put_artifact
 from tasks.linux.operations import venv_from_wheelhouse
 from tasks.linux.services import any_changed, ensure_service
 from tasks.render.common import Rendered
+from tasks.render.systemd import follower_rels
 from tasks.wheelhouse import Wheelhouse
 
 #: Which rendered files each service reads (by render's prefix); both read the secrets.
@@ -50,6 +51,8 @@ def configs(stack: Stack, rendered: Rendered) -> tuple[list[OperationMeta], list
 def services(stack: Stack, rendered: Rendered, *, systemd_host: bool, venv_op: OperationMeta,
              proxy_inputs: list[OperationMeta], watchdog_inputs: list[OperationMeta]) -> None:
     units = stack.linux.units
+    # A person's agents follower has its own service (tasks/linux/agents.py).
+    rendered = {rel: a for rel, a in rendered.items() if rel not in follower_rels(stack)}
     if not systemd_host:
         init = {rel: a for rel, a in rendered.items() if rel.startswith("sysvinit/")}
         script_ops = [put_artifact(stack, rel, a) for rel, a in init.items()]

@@ -11,6 +11,7 @@ supervises the proxy itself (its process backend), as DESIGN.md decides.
 
 from __future__ import annotations
 
+from monitoring.agents.follower import DECISION_FILE, FOLLOWER_DIR
 from monitoring.layout import Layout, proxy_command, proxy_env, watchdog_command
 from monitoring.recovery import PROXY_PID_FILE
 from monitoring.stack import Stack
@@ -34,9 +35,61 @@ def artifacts(stack: Stack, lay: Layout) -> Rendered:
                            command=watchdog_command(lay), proxy_pid_file=lay.state(PROXY_PID_FILE),
                            log_file=lay.log("watchdog.log"), **common)
     return {
+        **follower_artifacts(stack, lay),
         f"sysvinit/{init_name}": Artifact(init_script, f"/etc/init.d/{init_name}", mode=0o755),
         f"systemd/{lx.units.litellm}": Artifact(litellm_unit,
                                                 lay.join(lay.units_dir, lx.units.litellm)),
         f"systemd/{lx.units.watchdog}": Artifact(watchdog_unit,
                                                  lay.join(lay.units_dir, lx.units.watchdog)),
     }
+
+
+#: The follower's log without systemd (in its own directory, written by the person).
+FOLLOWER_LOG = "follower.log"
+
+
+def follower_names(stack: Stack) -> tuple[str, str]:
+    """(template unit, init script name) of a person's agents follower:
+    ``provider-fallback-agents@.service`` and ``provider-fallback-agents``."""
+    unit = stack.linux.units.agents
+    return unit, unit.removesuffix("@.service")
+
+
+def follower_rels(stack: Stack) -> tuple[str, str]:
+    """The rendered names of the follower's unit and script (put by tasks/linux/agents.py)."""
+    unit, name = follower_names(stack)
+    return f"systemd/{unit}", f"sysvinit/{name}"
+
+
+def follower_defaults(stack: Stack) -> str:
+    """``/etc/default/<name>``: AGENTS_USER for the init script (no systemd)."""
+    return f"/etc/default/{follower_names(stack)[1]}"
+
+
+def follower_command(lay: Layout) -> list[str]:
+    """``provider-fallback agents follow --state-dir <state_dir>`` (``--by`` is the unit's
+    own name, added by the unit or the script)."""
+    return [lay.watchdog_bin, "agents", "follow", "--state-dir", lay.state_dir]
+
+
+def follower_artifacts(stack: Stack, lay: Layout) -> Rendered:
+    """The template unit and the init script of a person's agents follower. The same for
+    every person (``%i`` is the login; the script reads it from its defaults file): the
+    deploy enables an instance only when ``linux.agents_user`` names someone."""
+    assert lay.units_dir is not None
+    assert lay.secrets_env is not None
+    lx = stack.linux
+    unit, name = follower_names(stack)
+    folder = lay.state(FOLLOWER_DIR)
+    context = {"unit_prefix": unit.removesuffix("@.service"), "command": follower_command(lay),
+               "secrets_env": lay.secrets_env, "follower_dir": folder,
+               "decision": lay.state(DECISION_FILE)}
+    service = template("linux/agents-follower.service.j2", watchdog_unit=lx.units.watchdog,
+                       **context)
+    script = template("linux/agents-follower.init.j2", service=name,
+                      watchdog_service=lx.units.watchdog.removesuffix(".service"),
+                      defaults=follower_defaults(stack),
+                      log_file=lay.join(folder, FOLLOWER_LOG), **context)
+    unit_rel, script_rel = follower_rels(stack)
+    return {unit_rel: Artifact(service, lay.join(lay.units_dir, unit)),
+            script_rel: Artifact(script, f"/etc/init.d/{name}", mode=0o755)}

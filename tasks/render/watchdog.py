@@ -7,7 +7,7 @@ so the watchdog on the host never re-derives what render already knows.
 from __future__ import annotations
 
 from monitoring import metrics
-from monitoring.agents.wire import target_endpoints
+from monitoring.agents.wire import target_endpoints, windows_proxy_root
 from monitoring.cost_log import DEGRADED_MODEL
 from monitoring.layout import Layout, host_env_name, proxy_command, proxy_env
 from monitoring.probes import PROXY_ROUTE
@@ -27,6 +27,7 @@ from monitoring.watchdog_config import (
     TargetSpec,
     WatchdogConfig,
     WindowsEvents,
+    WindowsSide,
 )
 from tasks.render import windows
 from tasks.render.common import Artifact, Rendered, dump_json
@@ -53,6 +54,24 @@ def _providers(stack: Stack) -> list[ProviderSpec]:
                                            api_key_env=host_env_name(stack, model.api_key_env),
                                            models=models)
     return list(out.values())
+
+
+def _windows_side(stack: Stack, lay: Layout) -> WindowsSide | None:
+    """A WSL person's Windows-side agents (``linux.windows_profile``): the same targets,
+    the proxy's at ``http://127.0.0.1:<port>``."""
+    profile = stack.linux.windows_profile
+    if lay.os != "linux" or profile is None:
+        return None
+    root = windows_proxy_root(stack)
+    targets = []
+    for target in stack.targets:
+        spec = _target(stack, target)
+        if isinstance(target, LitellmTarget):
+            spec = spec.model_copy(update={
+                "endpoints": target_endpoints(stack, target, proxy_root=root),
+                "settings": {**spec.settings, "endpoint": root}})
+        targets.append(spec)
+    return WindowsSide(home=profile, targets=targets)
 
 
 def _target(stack: Stack, target: LitellmTarget | DirectTarget | AgentTarget) -> TargetSpec:
@@ -154,6 +173,7 @@ def build(stack: Stack, lay: Layout) -> WatchdogConfig:
         # directory (so `provider-fallback agents` run by a person shows the files the
         # watchdog really switches); on Windows the one user the tasks run as.
         agent_home=lay.state_dir if lay.os == "linux" else None,
+        windows_side=_windows_side(stack, lay),
         degraded=DegradedSpec(enabled=stack.litellm.cache.enabled, model=DEGRADED_MODEL,
                               ttl_s=stack.litellm.cache.ttl,
                               cache_dir=lay.state("degraded-cache"),

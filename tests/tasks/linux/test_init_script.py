@@ -85,7 +85,7 @@ def init() -> Iterator[Init]:
     stack = _stack(base, name)
     lay = layout(stack, "linux")
     rendered = render(stack, "linux", {"GROQ_API_KEY": KEY})
-    (rel,) = [r for r in rendered if r.startswith("sysvinit/")]
+    rel = f"sysvinit/{name}"
     script = base / "init"
     script.write_bytes(rendered[rel].data)
     secrets = Path(rendered["secrets/secrets.env"].dest)

@@ -17,7 +17,8 @@ from tasks.render.common import Rendered
 SYSTEM_UNITS = Path("/lib/systemd/system")
 
 
-def _verify(units: dict[str, bytes], executables: list[str], root: Path) -> str:
+def _verify(units: dict[str, bytes], executables: list[str], root: Path,
+            verify: list[str] | None = None) -> str:
     """Run systemd-analyze verify on ``units`` inside a scratch root; return its output.
 
     The scratch root holds the machine's own system units (targets the units refer to) and
@@ -25,7 +26,7 @@ def _verify(units: dict[str, bytes], executables: list[str], root: Path) -> str:
     """
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     unit_dir = root / "etc/systemd/system"
-    unit_dir.mkdir(parents=True)
+    unit_dir.mkdir(parents=True, exist_ok=True)
     for name, data in units.items():
         (unit_dir / name).write_bytes(data)
     for exe in executables:
@@ -34,7 +35,7 @@ def _verify(units: dict[str, bytes], executables: list[str], root: Path) -> str:
         stub.write_text("#!/bin/sh\n")
         stub.chmod(0o755)
     result = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={root}", *units], capture_output=True,
+        ["systemd-analyze", "verify", f"--root={root}", *(verify or units)], capture_output=True,
         text=True, check=False)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
@@ -95,7 +96,7 @@ def test_the_sysvinit_script_is_valid_sh_and_holds_no_secret(tmp_path: Path) -> 
     stack = load_stack(Path(__file__).resolve().parents[3] / "inventory" / "stack.yaml")
     key = "gsk_" + "k" * 40
     rendered = render(stack, "linux", {"GROQ_API_KEY": key})
-    (rel,) = [r for r in rendered if r.startswith("sysvinit/")]
+    rel = "sysvinit/" + stack.linux.units.watchdog.removesuffix(".service")
     script = rendered[rel]
     assert script.mode == 0o755
     assert script.dest == "/etc/init.d/" + stack.linux.units.watchdog.removesuffix(".service")

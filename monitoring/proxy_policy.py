@@ -236,8 +236,15 @@ class ProxyPolicy:
         with self._lock:
             self._pending = max(0.0, self._pending - batch_cost)
             self._on_disk = (month, total, stamp(self.config.paths.cost_log))
-        if batch_cost > 0 or self.kill.state().month != month:
-            self.kill.update(total, total >= self.config.budget.exceeded_usd, now)
+        exceeded = total >= self.config.budget.exceeded_usd
+        state = self.kill.state()
+        # Only a decision is written here: the switch turning on, or a new month. The spend
+        # alone changing (every batch) is left to the watchdog's tick, which rewrites
+        # current_spend anyway: a durable rewrite of the file per batch (two fsyncs, the
+        # lock, a JSON parse) was the worker's largest cost per request.
+        if decide(state, month, total, exceeded, now)[0].active != state.active or (
+                state.month is None or state.month < month):
+            self.kill.update(total, exceeded, now)
         with self._lock:
             if self._pending < 1e-12:  # the file now holds every decision made in memory
                 self._tripped = None

@@ -215,6 +215,19 @@ def test_a_restarted_cache_finds_its_entries_and_keeps_the_bound(tmp_path: Path)
     assert len(list((tmp_path / "c").glob("*.json"))) == 3
 
 
+def test_the_degraded_cache_recreates_its_directory_removed_behind_its_back(
+        tmp_path: Path) -> None:
+    cache = DegradedCache(tmp_path / "c", 3600)
+    cache.store("k0", {"n": 0}, model="m", served_by="m", now=NOW)
+    for entry in (tmp_path / "c").iterdir():
+        entry.unlink()
+    (tmp_path / "c").rmdir()
+    cache.store("k1", {"n": 1}, model="m", served_by="m", now=NOW)
+    answer = cache.lookup("k1", NOW)
+    assert answer is not None
+    assert answer.response == {"n": 1}
+
+
 # --------------------------------------------------------------------------- ProxyPolicy
 
 

@@ -13,7 +13,9 @@ prices, budget and allow-list.
   in batches. The month's spend is a running sum (what the cost log on disk holds, read
   incrementally by :class:`~monitoring.cost_log.MonthTotal`, plus what is queued), never a
   list of records. A request that crosses the budget turns the switch on in memory at once,
-  before the worker has written anything, so the next request is already substituted.
+  before the worker has written anything, so the next request is already substituted. The
+  worker writes the switch's file only for a decision (on, or a new month), not for every
+  change of the spend: the watchdog refreshes ``current_spend`` there each tick.
 - :meth:`allowed_call_type` (pre-call hook): only the call types whose spend this bundle
   records and whose model the kill switch can substitute reach a provider.
 - :meth:`substitute` (pre-call hook): while the kill switch is on, a paid model name is served

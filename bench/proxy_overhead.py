@@ -1,22 +1,33 @@
 """What the project's proxy hooks cost on LiteLLM's request path (run by hand; issue 13, item 7).
 
-    python -m bench.proxy_overhead [--seconds 8] [--rounds 3] [--rss-requests 100000]
+    python -m bench.proxy_overhead [--seconds 8] [--rounds 3] [--null] [--rss-requests 100000]
                                    [--json bench/results/proxy-overhead.json]
 
-Two real, pinned LiteLLM proxies from the same rendered config, one WITH the project's
-callback (``monitoring.litellm_hooks.proxy_handler_instance``: cost log, kill switch, degraded
-cache) and one WITHOUT it, side by side against one fast local fake upstream. Rounds are
-interleaved (with, without, with, without...) at 1, 16 and 64 concurrent clients, non-streamed
-and streamed, so a change of the machine's load hits both alike. Each request has a prompt
-never sent before (LiteLLM's own response cache would answer a repeat) and asks for the paid
-``gpt-4``, so every request is charged and the kill switch's file is kept up to date.
+Real, pinned LiteLLM proxies from the same rendered config, side by side against one fast local
+fake upstream: one WITH the project's callback (``monitoring.litellm_hooks.
+proxy_handler_instance``: cost log, kill switch, degraded cache), one WITHOUT it and, with
+``--null``, one with a do-nothing callback that has the same hook methods
+(:mod:`bench.null_hooks`), which tells LiteLLM's own cost of calling a callback from the
+project's. Rounds are interleaved (with, without[, null], with, ...) at 1, 16 and 64
+concurrent clients, non-streamed and streamed, so a change of the machine's load hits every
+side alike. Each request has a prompt never sent before (LiteLLM's own response cache would
+answer a repeat) and asks for the paid ``gpt-4``, so every request is charged.
 
-Where the machine has two cores or more, both proxies are pinned to the last core and the
-load generator and the fake upstream to the others, so the proxy's CPU is its own.
+Where the machine has two cores or more, the proxies are pinned to the last core and the load
+generator and the fake upstream to the others, so a proxy's CPU is its own.
 
-Per round: throughput (requests/s), p50 and p99 latency, and the proxy's CPU time per request
-(utime + stime of the proxy process from /proc, divided by the requests). Reported: the
-median over rounds for each side, and the ratios (with / without).
+Per round and side: throughput (answered requests/s), p50 and p99 latency, the proxy's CPU
+time per answered request (utime + stime of every thread of the proxy process, from /proc: it
+counts what the proxy did, whatever else runs on the machine) and the share of the project's
+I/O worker thread (named ``pf-proxy-io`` in /proc). Errors (a transport error, a status other
+than 200) are counted per side and reported; the round goes on. Each round opens its own
+connections, so no round reuses a keep-alive connection that the proxy closed while another
+side's round ran. Reported: the median over the rounds for each side, the ratios (with /
+without) and the 1-minute load average during the rounds (a shared machine: throughput ratios
+are noisy there, CPU per request much less).
+
+At the end the proxy with the hooks is stopped cleanly (SIGTERM) and its cost log counted: a
+line per answered request, none lost and none twice.
 
 ``--rss-requests N``: afterwards, N more requests (64 clients) to the proxy with the hooks,
 its RSS sampled every N/10: it must not grow with the request count (a cost record kept in
@@ -27,13 +38,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +53,7 @@ import httpx
 import yaml
 
 from monitoring.layout import host_env_name, layout
+from monitoring.proxy_io import THREAD_NAME
 from monitoring.stack import Stack
 from monitoring.stack_load import parse_stack
 from tasks.render import litellm, watchdog
@@ -50,12 +63,34 @@ from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4"
 CONCURRENCY = (1, 16, 64)
+#: The callback each side registers beside ``prometheus`` (None: none of ours).
+CALLBACKS: dict[str, str | None] = {"with": litellm.HOOKS_CALLBACK, "without": None,
+                                    "null": "bench.null_hooks.null_handler_instance"}
 _PROMPTS = itertools.count()
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_cpu(stat_text: str) -> float:
+    fields = stat_text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of every thread of ``pid`` (ended threads included)."""
+    return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _thread_cpu_seconds(pid: int, name: str) -> float | None:
+    """utime + stime of the threads of ``pid`` named ``name`` in /proc; None without one."""
+    total, found = 0.0, False
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == name:
+                total += _stat_cpu((task / "stat").read_text())
+                found = True
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return total if found else None
 
 
 def _rss_mb(pid: int) -> float:
@@ -78,6 +113,10 @@ def _pin(pid: int, cpus: set[int]) -> None:
 class Side:
     name: str
     proxy: ProxyProcess
+    cost_log: Path
+    #: Requests this side answered with 200, over the whole run (warm-up and RSS included).
+    answered: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
     def pid(self) -> int:
@@ -86,25 +125,27 @@ class Side:
 
 
 class Rig:
-    """One fake upstream for every provider, two proxies (with and without the hooks)."""
+    """One fake upstream for every provider, one proxy per side."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, sides: tuple[str, ...]) -> None:
         self.work = work
         base = parse_stack((REPO / "inventory/stack.yaml").read_text())
         self.upstream = FakeUpstream(models=[m.upstream_model
                                              for m in base.litellm.models.values()]).start()
         self.master = "sk-master-" + os.urandom(16).hex()
-        self.ports = {"with": free_port(), "without": free_port()}
         self.sides: dict[str, Side] = {}
+        self.pinned = False
         venv = ensure_venv(base.litellm.version)
-        for name, port in self.ports.items():
+        for name in sides:
+            port = free_port()
             stack = parse_stack((REPO / "inventory/stack.yaml").read_text(), overrides={
                 "litellm": {"listen": {"port": port}, "models": {
                     alias: {"api_base": self.upstream.api_base}
                     for alias in base.litellm.models}}})
-            self.sides[name] = Side(name, self._proxy(stack, venv, name))
+            self.sides[name] = Side(name, self._proxy(stack, venv, name, port),
+                                    work / name / "log/provider_costs.log")
 
-    def _proxy(self, stack: Stack, venv: Path, name: str) -> ProxyProcess:
+    def _proxy(self, stack: Stack, venv: Path, name: str, port: int) -> ProxyProcess:
         work = self.work / name
         (work / "log").mkdir(parents=True)
         (work / "state").mkdir()
@@ -123,21 +164,22 @@ class Rig:
         (work / "watchdog.json").write_text(config.model_dump_json(indent=2))
         proxy_config = litellm.config(stack)
         proxy_config["environment_variables"] = {litellm.CONFIG_ENV: str(work / "watchdog.json")}
-        if name == "without":
-            callbacks = proxy_config["litellm_settings"]["callbacks"]
-            callbacks.remove(litellm.HOOKS_CALLBACK)
+        callbacks = proxy_config["litellm_settings"]["callbacks"]
+        callbacks.remove(litellm.HOOKS_CALLBACK)
+        if CALLBACKS[name] is not None:
+            callbacks.append(CALLBACKS[name])
         (work / "config.yaml").write_text(yaml.safe_dump(proxy_config, sort_keys=False))
         env = {host_env_name(stack, m.api_key_env): "sk-bench" for m in
                stack.litellm.models.values()}
         env[stack.litellm.master_key_env] = self.master
-        return ProxyProcess(venv, work / "config.yaml", self.ports[name], env)
+        return ProxyProcess(venv, work / "config.yaml", port, env)
 
     def start(self) -> None:
         cpus = sorted(os.sched_getaffinity(0))
         proxy_cpus, load_cpus = ({cpus[-1]}, set(cpus[:-1])) if len(cpus) > 1 else (
             set(cpus), set(cpus))
         for side in self.sides.values():
-            side.proxy.start(deadline_s=240)
+            side.proxy.start(deadline_s=300)
             _pin(side.pid, proxy_cpus)
         os.sched_setaffinity(0, load_cpus)  # this process: load generator and fake upstream
         self.pinned = len(cpus) > 1
@@ -148,75 +190,133 @@ class Rig:
         self.upstream.stop()
 
 
-async def _round(client: httpx.AsyncClient, url: str, key: str, clients: int, seconds: float,
-                 stream: bool) -> list[float]:
-    """``clients`` loops sending requests for ``seconds``; every request's latency."""
+def _error_kind(exc: Exception) -> str:
+    return type(exc).__name__
+
+
+async def _send(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                stream: bool, tag: str) -> str | None:
+    """One request; None when answered with 200, else what went wrong."""
+    body = {"model": MODEL, "max_tokens": 1, "stream": stream,
+            "messages": [{"role": "user", "content": f"{tag} {next(_PROMPTS)}"}]}
+    try:
+        if stream:
+            async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
+                                     headers=headers) as reply:
+                async for _ in reply.aiter_bytes():
+                    pass
+                status = reply.status_code
+        else:
+            status = (await client.post(f"{url}/v1/chat/completions", json=body,
+                                        headers=headers)).status_code
+    except httpx.HTTPError as exc:
+        return _error_kind(exc)
+    return None if status == 200 else f"HTTP {status}"
+
+
+def _client(clients: int) -> httpx.AsyncClient:
+    """A fresh pool: no keep-alive connection outlives the round it was opened in."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    return httpx.AsyncClient(timeout=120, limits=limits)
+
+
+@dataclass
+class Round:
+    latencies: list[float]
+    errors: collections.Counter[str]
+    wall_s: float
+    cpu_s: float
+    worker_cpu_s: float | None
+    load: float
+
+
+async def _round(side: Side, key: str, clients: int, seconds: float, stream: bool) -> Round:
+    """``clients`` loops sending requests to ``side`` for ``seconds``."""
     latencies: list[float] = []
-    deadline = time.monotonic() + seconds
+    errors: collections.Counter[str] = collections.Counter()
     headers = {"Authorization": f"Bearer {key}"}
+    async with _client(clients) as client:
+        cpu0, worker0 = _cpu_seconds(side.pid), _thread_cpu_seconds(side.pid, THREAD_NAME)
+        t0 = time.monotonic()
+        deadline = t0 + seconds
 
-    async def loop() -> None:
-        while time.monotonic() < deadline:
-            body = {"model": MODEL, "max_tokens": 1, "stream": stream,
-                    "messages": [{"role": "user", "content": f"bench {next(_PROMPTS)}"}]}
-            started = time.monotonic()
-            if stream:
-                async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
-                                         headers=headers) as reply:
-                    async for _ in reply.aiter_bytes():
-                        pass
-                    status = reply.status_code
-            else:
-                status = (await client.post(f"{url}/v1/chat/completions", json=body,
-                                            headers=headers)).status_code
-            if status != 200:
-                raise RuntimeError(f"{url}: HTTP {status}")
-            latencies.append(time.monotonic() - started)
+        async def loop() -> None:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                error = await _send(client, side.proxy.url, headers, stream, "bench")
+                if error is None:
+                    latencies.append(time.monotonic() - started)
+                else:
+                    errors[error] += 1
+                    await asyncio.sleep(0.05)  # no hot loop against a proxy that refuses
 
-    await asyncio.gather(*(loop() for _ in range(clients)))
-    return latencies
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        wall = time.monotonic() - t0
+        cpu, worker1 = _cpu_seconds(side.pid) - cpu0, _thread_cpu_seconds(side.pid, THREAD_NAME)
+    side.answered += len(latencies)
+    side.errors.update(errors)
+    worker = (worker1 - worker0 if worker0 is not None and worker1 is not None
+              else worker1 if worker1 is not None else None)
+    return Round(latencies, errors, wall, cpu, worker, os.getloadavg()[0])
 
 
 def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _summary(r: Round) -> dict[str, float]:
+    answered = len(r.latencies)
+    per = 1000 / answered if answered else float("nan")
+    return {"rps": answered / r.wall_s, "p50_ms": _pct(r.latencies, 0.5) * 1000,
+            "p99_ms": _pct(r.latencies, 0.99) * 1000, "cpu_ms": r.cpu_s * per,
+            "worker_cpu_ms": r.worker_cpu_s * per if r.worker_cpu_s is not None else
+            float("nan"), "errors": sum(r.errors.values()), "load": r.load}
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    values = [r[key] for r in runs if r[key] == r[key]]  # NaN: a round without a figure
+    return statistics.median(values) if values else float("nan")
+
+
+def _fmt(name: str, s: dict[str, Any]) -> str:
+    worker = f" (io {s['worker_cpu_ms']:4.2f})" if s["worker_cpu_ms"] == s["worker_cpu_ms"] else ""
+    return (f"{name} {s['rps']:6.1f}/s p50 {s['p50_ms']:6.1f} p99 {s['p99_ms']:7.1f} "
+            f"cpu {s['cpu_ms']:5.2f}{worker} err {s['errors']}")
+
+
 async def measure(rig: Rig, seconds: float, rounds: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        for side in rig.sides.values():  # warm-up: imports, first connections, first scan
-            await _round(client, side.proxy.url, rig.master, 4, 3, False)
-        for stream in (False, True):
-            for clients in CONCURRENCY:
-                per: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
-                for _ in range(rounds):
-                    for name in ("with", "without"):
-                        side = rig.sides[name]
-                        cpu0, t0 = _cpu_seconds(side.pid), time.monotonic()
-                        lat = await _round(client, side.proxy.url, rig.master, clients,
-                                           seconds, stream)
-                        wall, cpu = time.monotonic() - t0, _cpu_seconds(side.pid) - cpu0
-                        per[name].append({"rps": len(lat) / wall,
-                                          "p50_ms": _pct(lat, 0.5) * 1000,
-                                          "p99_ms": _pct(lat, 0.99) * 1000,
-                                          "cpu_ms": cpu / len(lat) * 1000})
-                row: dict[str, Any] = {"stream": stream, "clients": clients}
-                for name, runs in per.items():
-                    row[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                w, wo = row["with"], row["without"]
-                row["throughput_ratio"] = w["rps"] / wo["rps"]
-                row["added_p50_ms"] = w["p50_ms"] - wo["p50_ms"]
-                row["added_p99_ms"] = w["p99_ms"] - wo["p99_ms"]
-                row["added_cpu_ms"] = w["cpu_ms"] - wo["cpu_ms"]
-                print(f"{'stream' if stream else 'plain ':6} {clients:3} clients: "
-                      f"with {w['rps']:6.1f}/s p50 {w['p50_ms']:6.1f} p99 {w['p99_ms']:7.1f} "
-                      f"cpu {w['cpu_ms']:5.2f} ms | without {wo['rps']:6.1f}/s "
-                      f"p50 {wo['p50_ms']:6.1f} p99 {wo['p99_ms']:7.1f} cpu {wo['cpu_ms']:5.2f}"
-                      f" ms | ratio {row['throughput_ratio']:.3f} "
-                      f"+cpu {row['added_cpu_ms']:+.2f} ms", flush=True)
-                results.append(row)
+    for side in rig.sides.values():  # warm-up: imports, first connections, first scan
+        await _round(side, rig.master, 4, 3, False)
+    for stream in (False, True):
+        for clients in CONCURRENCY:
+            per: dict[str, list[dict[str, float]]] = {name: [] for name in rig.sides}
+            for _ in range(rounds):
+                for name, side in rig.sides.items():
+                    per[name].append(_summary(await _round(side, rig.master, clients,
+                                                           seconds, stream)))
+            row: dict[str, Any] = {"stream": stream, "clients": clients}
+            for name, runs in per.items():
+                row[name] = {k: _median(runs, k) for k in runs[0] if k != "errors"}
+                row[name]["errors"] = sum(int(r["errors"]) for r in runs)
+            w, wo = row["with"], row["without"]
+            row["throughput_ratio"] = w["rps"] / wo["rps"]
+            row["added_p50_ms"] = w["p50_ms"] - wo["p50_ms"]
+            row["added_p99_ms"] = w["p99_ms"] - wo["p99_ms"]
+            row["added_cpu_ms"] = w["cpu_ms"] - wo["cpu_ms"]
+            row["load"] = statistics.median(r["load"] for runs in per.values() for r in runs)
+            text = " | ".join(_fmt(name, row[name]) for name in rig.sides)
+            extra = ""
+            if "null" in row:
+                row["null_added_cpu_ms"] = row["null"]["cpu_ms"] - wo["cpu_ms"]
+                extra = f" null {row['null_added_cpu_ms']:+.2f} ms"
+            print(f"{'stream' if stream else 'plain ':6} {clients:3} clients: {text} | ratio "
+                  f"{row['throughput_ratio']:.3f} +cpu {row['added_cpu_ms']:+.2f} ms{extra} "
+                  f"(load {row['load']:.1f})", flush=True)
+            results.append(row)
     return results
 
 
@@ -227,38 +327,37 @@ async def rss_growth(rig: Rig, requests: int) -> list[tuple[int, float]]:
     samples = [(0, _rss_mb(side.pid))]
     done = 0
     headers = {"Authorization": f"Bearer {rig.master}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        while done < requests:
-            batch = min(step, requests - done)
-            todo = iter(range(batch))
+    while done < requests:
+        batch = min(step, requests - done)
+        answered = 0
 
-            async def loop(todo: Any = todo) -> None:
-                for _ in todo:
-                    body = {"model": MODEL, "max_tokens": 1, "messages": [
-                        {"role": "user", "content": f"rss {next(_PROMPTS)}"}]}
-                    for attempt in range(3):  # a keep-alive connection the server closed
-                        try:
-                            reply = await client.post(f"{side.proxy.url}/v1/chat/completions",
-                                                      json=body, headers=headers)
-                            break
-                        except httpx.TransportError:
-                            if attempt == 2:
-                                raise
-                    if reply.status_code != 200:
-                        raise RuntimeError(f"HTTP {reply.status_code}")
+        async def loop(client: httpx.AsyncClient, todo: Any) -> None:
+            nonlocal answered
+            for _ in todo:
+                error = await _send(client, side.proxy.url, headers, False, "rss")
+                if error is None:
+                    answered += 1
+                else:
+                    side.errors[error] += 1
 
-            await asyncio.gather(*(loop() for _ in range(64)))
-            done += batch
-            samples.append((done, _rss_mb(side.pid)))
-            print(f"rss after {done:7d} requests: {samples[-1][1]:.1f} MB", flush=True)
+        async with _client(64) as client:
+            todo = iter(range(batch))  # shared: the 64 loops take the requests one by one
+            await asyncio.gather(*(loop(client, todo) for _ in range(64)))
+        side.answered += answered
+        done += batch
+        samples.append((done, _rss_mb(side.pid)))
+        print(f"rss after {done:7d} requests: {samples[-1][1]:.1f} MB "
+              f"(errors so far: {sum(side.errors.values())}, load "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
     return samples
 
 
 def policy_cpu(requests: int, work: Path) -> dict[str, Any]:
     """CPU the project's policy costs per request, in-process and without LiteLLM: the
     pre-call decisions, the success callback's submit, and the I/O worker's share (cost-log
-    batch, budget decision, degraded-cache entry). process_time counts every thread."""
+    batch, budget decision, degraded-cache entry). process_time counts every thread. Requests
+    are submitted as fast as the loop goes, so the worker's batches are large: this is the
+    floor of the policy's cost, not its cost at a proxy's request rate."""
     from datetime import UTC, datetime
 
     from monitoring.proxy_policy import Answer, ProxyPolicy, Served
@@ -304,6 +403,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds per side (0: only the RSS phase)")
+    parser.add_argument("--null", action="store_true",
+                        help="a third proxy with a do-nothing callback (bench/null_hooks.py)")
     parser.add_argument("--rss-requests", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--policy-cpu", type=int, default=0, metavar="N",
@@ -313,20 +414,32 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="pf-policy-bench-") as tmp:
             print(json.dumps(policy_cpu(args.policy_cpu, Path(tmp))))
         return
+    names = ("with", "without", "null") if args.null else ("with", "without")
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    rss: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory(prefix="pf-proxy-bench-") as tmp:
-        rig = Rig(Path(tmp))
+        rig = Rig(Path(tmp), names)
         try:
             rig.start()
             rows = asyncio.run(measure(rig, args.seconds, args.rounds)) if args.rounds else []
             rss = asyncio.run(rss_growth(rig, args.rss_requests)) if args.rss_requests else []
-            lines = (Path(tmp) / "with/log/provider_costs.log").read_bytes().count(b"\n")
-            cache = len(list((Path(tmp) / "with/cache").glob("*.json")))
         finally:
-            rig.stop()
+            rig.stop()  # SIGTERM: a clean stop, so the hooked proxy drains its queue
+        side = rig.sides["with"]
+        lines = side.cost_log.read_bytes().count(b"\n") if side.cost_log.exists() else 0
+        cache = len(list((Path(tmp) / "with/cache").glob("*.json")))
     out = {"cpus": len(os.sched_getaffinity(0)), "pinned": rig.pinned,
-           "seconds_per_round": args.seconds, "rounds": args.rounds, "results": rows,
-           "rss_mb": rss, "cost_log_lines": lines, "degraded_cache_entries": cache}
-    print(f"cost-log lines written by the hooked proxy: {lines}; degraded-cache entries: {cache}")
+           "seconds_per_round": args.seconds, "rounds": args.rounds,
+           "load_average": {"before": load_before, "after": os.getloadavg()},
+           "results": rows, "rss_mb": rss,
+           "errors": {name: dict(s.errors) for name, s in rig.sides.items()},
+           "with_answered": side.answered, "cost_log_lines": lines,
+           "degraded_cache_entries": cache}
+    print(f"errors per side: {out['errors']}")
+    print(f"hooked proxy: {side.answered} requests answered with 200, {lines} cost-log lines "
+          f"after its clean stop; degraded-cache entries: {cache}; load average "
+          f"{load_before[0]:.1f} before, {out['load_average']['after'][0]:.1f} after")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

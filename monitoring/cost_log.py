@@ -30,7 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -79,10 +79,13 @@ class CostRecord:
         return month_of(self.ts)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ts"] = format_ts(self.ts)
-        data["charge"] = f"cost {charge_word(self.cost_usd)} USD"
-        return data
+        # Spelled out rather than dataclasses.asdict, which deep-copies field by field: the
+        # proxy's I/O worker builds one of these per request.
+        return {"ts": format_ts(self.ts), "model": self.model, "served_by": self.served_by,
+                "provider": self.provider, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
+                "fallback": self.fallback, "stale": self.stale,
+                "charge": f"cost {charge_word(self.cost_usd)} USD"}
 
     def line(self) -> str:
         """The record as one JSON line, newline included."""

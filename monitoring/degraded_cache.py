@@ -8,7 +8,8 @@ within ``litellm.cache.ttl`` (1 h by default) as a stale answer, marked as such;
 for a request never answered, not at all (the proxy then says all providers are down).
 
 Entries are files in ``<state_dir>/degraded-cache/`` (mode 0600: they hold prompts' answers),
-written atomically, so a restarted proxy still has them. A request that asks LiteLLM not to
+written atomically (a temp file renamed, :func:`monitoring.atomic.replace_cache_entry`), so a
+restarted proxy still has them. A request that asks LiteLLM not to
 store it (``cache: {"no-store": true}``, as the watchdog's completion probe does) is not
 stored either.
 
@@ -40,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring.atomic import StrPath, atomic_write, ensure_dir
+from monitoring.atomic import StrPath, ensure_dir, replace_cache_entry
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,16 @@ class DegradedCache:
         if len(data) > self.max_bytes // 10:
             return
         try:
-            ensure_dir(self.directory)
+            if self._index is None:
+                ensure_dir(self.directory)
             index = self._index if self._index is not None else self._load_index(now)
             self._bytes -= index.pop(key, 0)
             self._evict(index, len(data))
-            atomic_write(self._path(key), data, new_mode=ENTRY_MODE, durable=False)
+            try:
+                replace_cache_entry(self._path(key), data, ENTRY_MODE)
+            except FileNotFoundError:  # the directory was removed since: once more
+                ensure_dir(self.directory)
+                replace_cache_entry(self._path(key), data, ENTRY_MODE)
             index[key] = len(data)
             self._bytes += len(data)
         except OSError as exc:

@@ -13,7 +13,9 @@ prices, budget and allow-list.
   in batches. The month's spend is a running sum (what the cost log on disk holds, read
   incrementally by :class:`~monitoring.cost_log.MonthTotal`, plus what is queued), never a
   list of records. A request that crosses the budget turns the switch on in memory at once,
-  before the worker has written anything, so the next request is already substituted.
+  before the worker has written anything, so the next request is already substituted. The
+  worker writes the switch's file only for a decision (on, or a new month), not for every
+  change of the spend: the watchdog refreshes ``current_spend`` there each tick.
 - :meth:`allowed_call_type` (pre-call hook): only the call types whose spend this bundle
   records and whose model the kill switch can substitute reach a provider.
 - :meth:`substitute` (pre-call hook): while the kill switch is on, a paid model name is served
@@ -236,8 +238,15 @@ class ProxyPolicy:
         with self._lock:
             self._pending = max(0.0, self._pending - batch_cost)
             self._on_disk = (month, total, stamp(self.config.paths.cost_log))
-        if batch_cost > 0 or self.kill.state().month != month:
-            self.kill.update(total, total >= self.config.budget.exceeded_usd, now)
+        exceeded = total >= self.config.budget.exceeded_usd
+        state = self.kill.state()
+        # Only a decision is written here: the switch turning on, or a new month. The spend
+        # alone changing (every batch) is left to the watchdog's tick, which rewrites
+        # current_spend anyway: a durable rewrite of the file per batch (two fsyncs, the
+        # lock, a JSON parse) was the worker's largest cost per request.
+        if decide(state, month, total, exceeded, now)[0].active != state.active or (
+                state.month is None or state.month < month):
+            self.kill.update(total, exceeded, now)
         with self._lock:
             if self._pending < 1e-12:  # the file now holds every decision made in memory
                 self._tripped = None

@@ -15,6 +15,7 @@ from monitoring.atomic import (
     atomic_write,
     ensure_dir,
     expand_user,
+    replace_cache_entry,
     stamp,
 )
 
@@ -213,3 +214,23 @@ def test_root_gives_new_files_and_dirs_the_owner_of_their_directory(tmp_path: Pa
     atomic_write(home / ".kilocode" / "kilocode.json", b"{}")
     for path in (home / ".kilocode", home / ".kilocode" / "kilocode.json"):
         assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
+
+
+def test_a_cache_entry_is_replaced_whole_private_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "k.json"
+    replace_cache_entry(target, b"first")
+    replace_cache_entry(target, b"second answer")
+    assert target.read_bytes() == b"second answer"
+    assert _mode(target) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_cache_entry_never_writes_through_a_link_planted_at_its_temp_name(
+        tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (tmp_path / f".k.json.{os.getpid()}.tmp").symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"):  # ELOOP: O_NOFOLLOW
+        replace_cache_entry(tmp_path / "k.json", b"payload")
+    assert victim.read_bytes() == b"keep"
+    assert not (tmp_path / "k.json").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -36,6 +37,15 @@ def test_a_line_is_json_with_a_dollar_word(tmp_path: Path) -> None:
     assert data["ts"] == "2026-11-26T10:00:00Z"
     assert "$0.01230000" in line.split()
     assert runbook_total(path) == 0.0123
+
+
+def test_a_line_holds_every_field_of_the_record() -> None:
+    """to_json spells the fields out (no dataclasses.asdict on the hot path): a field added
+    to CostRecord must reach the line too."""
+    data = record(0.5, fallback=True).to_json()
+    assert set(data) == {f.name for f in dataclasses.fields(CostRecord)} | {"charge"}
+    assert CostRecord.from_json(json.loads(record(0.5, fallback=True).line())) == record(
+        0.5, fallback=True)
 
 
 def test_the_runbook_parser_and_ours_agree(tmp_path: Path) -> None:

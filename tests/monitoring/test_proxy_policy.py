@@ -4,12 +4,16 @@ degraded cache stays within its bounds, and the call-type allow-list."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from monitoring.atomic import stamp
 from monitoring.cost_log import CostRecord, MonthTotal, append_record, iter_records
 from monitoring.degraded_cache import DegradedCache
 from monitoring.layout import layout
@@ -17,6 +21,7 @@ from monitoring.proxy_io import ProxyIO
 from monitoring.proxy_policy import RECORDED_CALL_TYPES, Answer, ProxyPolicy, Served
 from monitoring.stack_load import load_stack
 from tasks.render import watchdog
+from tests.support.polling import until
 from tests.support.watchdog_harness import fast_config
 
 STACK_FILE = Path(__file__).resolve().parents[2] / "inventory" / "stack.yaml"
@@ -113,6 +118,67 @@ def test_a_failing_batch_does_not_stop_the_worker() -> None:
     io.close()
 
 
+def test_jobs_wait_for_one_batch_until_the_linger_ends_or_a_batch_is_full() -> None:
+    """Group commit: one fsync for the requests of a linger, not one per request."""
+    batches: list[list[int]] = []
+    more = threading.Event()
+
+    def process(jobs: list[int]) -> None:
+        batches.append(jobs)
+        more.set()
+
+    io: ProxyIO[int] = ProxyIO(process, max_batch=4, linger_s=60)
+    for n in range(4):  # the fourth fills a batch: no need to wait out the linger
+        io.put(n)
+    until(lambda: batches, 30, "a full batch processed", interval=0.01)
+    more.clear()
+    io.put(4)
+    # A negative check: a worker without a linger writes job 4 alone within milliseconds.
+    assert not more.wait(1.0), "a lone job waits for others"
+    io.put(5)
+    assert io.flush(30), "a flush ends the linger at once"
+    assert batches == [[0, 1, 2, 3], [4, 5]]
+    io.close()
+
+
+def test_a_job_put_after_the_close_is_processed_once_and_in_order() -> None:
+    """LiteLLM's logging worker runs the success callbacks still queued from its own atexit
+    handler, AFTER ours closed the worker: those lines must land too."""
+    seen: list[int] = []
+    io: ProxyIO[int] = ProxyIO(seen.extend, linger_s=60)
+    for n in range(3):
+        io.put(n)
+    io.close()
+    io.put(3)
+    io.put(4)
+    assert seen == [0, 1, 2, 3, 4]
+    assert io.backlog == 0
+    assert io.flush(1)
+
+
+def test_jobs_queued_by_an_earlier_atexit_handler_land_at_exit(tmp_path: Path) -> None:
+    """The real order at a clean stop: LiteLLM registers its logging worker's atexit flush
+    at import, before the proxy's worker starts (atexit runs handlers last-in first-out)."""
+    out = tmp_path / "lines"
+    script = textwrap.dedent(f"""
+        import atexit
+        from monitoring.proxy_io import ProxyIO
+
+        def write(jobs):
+            with open({str(out)!r}, "a") as fh:
+                fh.write(" ".join(map(str, jobs)) + " ")
+
+        io = ProxyIO(write, linger_s=60)
+        # Registered before the worker starts, like LiteLLM's flush: runs after io.close.
+        atexit.register(lambda: [io.put(n) for n in (100, 101, 102)])
+        io.put(1)  # starts the worker, which registers its close
+        io.put(2)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60,
+                   cwd=Path(__file__).resolve().parents[2])
+    assert out.read_text().split() == ["1", "2", "100", "101", "102"]
+
+
 # --------------------------------------------------------------------------- DegradedCache
 
 
@@ -147,6 +213,19 @@ def test_a_restarted_cache_finds_its_entries_and_keeps_the_bound(tmp_path: Path)
     again = DegradedCache(tmp_path / "c", 3600, max_entries=3, max_bytes=10_000)
     again.store("k9", {"n": 9}, model="m", served_by="m", now=NOW)
     assert len(list((tmp_path / "c").glob("*.json"))) == 3
+
+
+def test_the_degraded_cache_recreates_its_directory_removed_behind_its_back(
+        tmp_path: Path) -> None:
+    cache = DegradedCache(tmp_path / "c", 3600)
+    cache.store("k0", {"n": 0}, model="m", served_by="m", now=NOW)
+    for entry in (tmp_path / "c").iterdir():
+        entry.unlink()
+    (tmp_path / "c").rmdir()
+    cache.store("k1", {"n": 1}, model="m", served_by="m", now=NOW)
+    answer = cache.lookup("k1", NOW)
+    assert answer is not None
+    assert answer.response == {"n": 1}
 
 
 # --------------------------------------------------------------------------- ProxyPolicy
@@ -213,3 +292,24 @@ def test_only_the_recorded_call_types_and_the_opened_ones_are_allowed(
         update={"open_call_types": ["amoderation", "pass_through_endpoint"]})}))
     assert opened.allowed_call_type("amoderation")
     assert not opened.allowed_call_type("pass_through_endpoint"), "never opened"
+
+
+def test_the_switch_file_is_written_for_decisions_not_for_every_batch(
+        policy: ProxyPolicy) -> None:
+    """The spend alone changing is the watchdog's to write (each tick): a durable rewrite per
+    batch was most of the worker's cost per request."""
+    path = policy.kill.path
+    policy.submit(_served(0.3))
+    assert policy.flush(10)
+    first = stamp(path)
+    assert first.size > 0, "the first decision of the month is written"
+    for _ in range(2):
+        policy.submit(_served(0.3))
+        assert policy.flush(10)
+    assert stamp(path) == first, "0.9 of 1.0: no decision, no write"
+    policy.submit(_served(0.3))  # 1.2 of 1.0: the switch turns on
+    assert policy.flush(10)
+    state = policy.kill.state()
+    assert state.active
+    assert state.current_spend == pytest.approx(1.2)
+    policy.io.close()

@@ -239,6 +239,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    #: socketserver's default listen backlog is 5: a proxy opening 64 connections at once
+    #: then saw SYNs dropped and retried after 1, 3, 7 and 15 s (bench/proxy_overhead.py's
+    #: p99 of 15 s at 64 clients). A real provider's backlog is far larger.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], upstream: FakeUpstream, control_only: bool):
         self.upstream = upstream

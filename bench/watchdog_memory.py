@@ -63,7 +63,7 @@ def child(args: argparse.Namespace) -> int:
     out = Path(args.out)
     samples = (out / "samples.jsonl").open("a", encoding="utf-8")
     page = os.sysconf("SC_PAGE_SIZE")
-    speed = 1.0 / args.interval
+    speed = 1.0 / float(args.interval)
     origin_m, origin_w = time.monotonic(), datetime.now(UTC)
     count = {"ticks": 0}
 
@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> int:
     def clock() -> datetime:
         return origin_w + timedelta(seconds=mono())
 
-    class Measured(wd.Watchdog):  # type: ignore[misc,name-defined]
+    class Measured(wd.Watchdog):
         def __init__(self, *a: Any, **k: Any) -> None:
             super().__init__(*a, clock=clock, **k)
             self.mono = mono
@@ -123,8 +123,10 @@ def _relocate(value: str, root: Path) -> str:
     return str(path)
 
 
-def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> tuple[Any, Path, dict[str, str],
-                                                          dict[str, str], list[Any]]:
+Prepared = tuple[Any, Path, dict[str, str], dict[str, str], list[Any]]
+
+
+def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
     """Fakes, the rendered proxy config (with hooks) and the watchdog config, under ``tmp``."""
     import yaml
 
@@ -218,6 +220,14 @@ def report(out: Path, warmup: int, frames: int, top: int) -> None:
                 print("    " + line)
 
 
+def stop_restarted_proxy(pid_file: Path, proxy_yaml: Path) -> None:
+    """A proxy the watchdog restarted is its child, not ours: stop it by its PID file."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if str(proxy_yaml) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            os.kill(pid, signal.SIGTERM)
+
+
 def parent(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     sys.path.insert(0, str(repo))
@@ -238,6 +248,7 @@ def parent(args: argparse.Namespace) -> int:
             cleanup.callback(fake.stop)
         proxy = ProxyProcess(venv, proxy_yaml, port, {**master, **keys})
         cleanup.callback(proxy.stop)
+        cleanup.callback(stop_restarted_proxy, pid_file, proxy_yaml)
         proxy.start()
         assert proxy.process is not None
         pid_file.write_text(f"{proxy.process.pid}\n")
@@ -249,7 +260,7 @@ def parent(args: argparse.Namespace) -> int:
                    "--frames", str(args.frames)]
         with open(tmp / "watchdog.log", "ab") as log:
             dog = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        cleanup.callback(lambda: dog.poll() is None and dog.kill())
+        cleanup.callback(lambda: None if dog.poll() is not None else dog.kill())
         metrics = f"http://{config.listen.host}:{config.listen.port}/metrics"
 
         def scrape() -> None:  # Prometheus' scrape, on its own cadence

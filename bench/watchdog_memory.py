@@ -14,7 +14,8 @@ with the current one (issue 13, B9):
 - the real pinned LiteLLM proxy WITH the project's hooks and the degraded cache, rendered by
   that checkout, in front of the project's fake upstreams;
 - the watchdog's exporter scraped over HTTP once a second, as Prometheus does;
-- the proxy supervised as on a host without systemd (``ProcessBackend``, by its PID file).
+- the proxy supervised as on a host without systemd (``ProcessBackend``, by its PID file);
+- with ``--sockets N``, a busy machine's socket table (N loopback connections, churned).
 
 ``--keys none``: no provider key anywhere, the reviewer's account of the host (every provider
 fails "auth" without a request, degraded mode on). ``--keys invalid``: keys set but refused,
@@ -50,8 +51,29 @@ HERE = Path(__file__).resolve()
 # --------------------------------------------------------------------------- the child
 
 
+def glibc_mallinfo() -> Any:
+    """glibc's ``mallinfo2`` (2.33+), or None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        function = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    function.restype = MallInfo2
+    return function
+
+
 def child(args: argparse.Namespace) -> int:
     """Run ``provider-fallback watch`` with a tick counter, accelerated clocks and samples."""
+    import ctypes
+    import ctypes.util
     import gc
     import tracemalloc
 
@@ -61,6 +83,9 @@ def child(args: argparse.Namespace) -> int:
     from monitoring import watchdog as wd
 
     out = Path(args.out)
+    mallinfo = glibc_mallinfo()
+    trim = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim",
+                   None)
     samples = (out / "samples.jsonl").open("a", encoding="utf-8")
     page = os.sysconf("SC_PAGE_SIZE")
     speed = 1.0 / float(args.interval)
@@ -72,6 +97,21 @@ def child(args: argparse.Namespace) -> int:
 
     def clock() -> datetime:
         return origin_w + timedelta(seconds=mono())
+
+    def native() -> dict[str, float]:
+        """Where RSS sits: anonymous or file pages, threads; glibc's heap in use and free
+        (Python's small objects live in pymalloc's mmapped arenas, not in this heap)."""
+        status = dict(line.split(":", 1) for line in
+                      Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        out = {k.lower(): round(int(status[k].split()[0]) / 1024, 3)
+               for k in ("RssAnon", "RssFile") if k in status}
+        out["threads"] = int(status.get("Threads", "0"))
+        if mallinfo is not None:
+            info = mallinfo()
+            out["heap_used_mb"] = round(info.uordblks / 2**20, 3)
+            out["heap_free_mb"] = round(info.fordblks / 2**20, 3)
+            out["mmapped_mb"] = round(info.hblkhd / 2**20, 3)
+        return out
 
     class Measured(wd.Watchdog):
         def __init__(self, *a: Any, **k: Any) -> None:
@@ -86,15 +126,22 @@ def child(args: argparse.Namespace) -> int:
             if n % args.every == 0 or n in (args.warmup, args.ticks):
                 rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
                 row = {"tick": n, "t": round(time.monotonic() - origin_m, 2),
-                       "rss_mb": round(rss / 2**20, 3)}
+                       "rss_mb": round(rss / 2**20, 3), **native()}
                 if n % (args.every * 10) == 0 or n in (args.warmup, args.ticks):
                     row["objects"] = len(gc.get_objects())
                 if args.frames:
-                    row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 3)
+                    traced, peak = tracemalloc.get_traced_memory()
+                    row["traced_mb"] = round(traced / 2**20, 3)
+                    # The largest transient since the last sample: a step in RSS that stays
+                    # is often the allocator keeping the heap such a moment grew.
+                    row["peak_mb"] = round(peak / 2**20, 3)
+                    tracemalloc.reset_peak()
                     if n in (args.warmup, args.ticks):
                         tracemalloc.take_snapshot().dump(str(out / f"snap-{n}.bin"))
                 samples.write(json.dumps(row) + "\n")
                 samples.flush()
+            if args.trim and n % args.trim == 0 and trim is not None:
+                trim(0)
             if n >= args.ticks:
                 os.kill(os.getpid(), signal.SIGTERM)  # the loop's own stop handler
 
@@ -192,11 +239,12 @@ def slope(rows: list[dict[str, Any]], key: str) -> float:
 
 def report(out: Path, warmup: int, frames: int, top: int) -> None:
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    print(f"{'tick':>7} {'s':>8} {'RSS MB':>8} {'traced MB':>9} {'objects':>8}")
+    print(f"{'tick':>7} {'s':>8} {'RSS MB':>8} {'traced MB':>9} {'peak MB':>8} {'objects':>8}")
     for r in rows:
         if r["tick"] % (rows[0]["tick"] * 10) == 0 or r["tick"] == warmup or r is rows[-1]:
             print(f"{r['tick']:>7} {r['t']:>8.1f} {r['rss_mb']:>8.2f} "
-                  f"{r.get('traced_mb', float('nan')):>9.3f} {r.get('objects', ''):>8}")
+                  f"{r.get('traced_mb', float('nan')):>9.3f} "
+                  f"{r.get('peak_mb', float('nan')):>8.3f} {r.get('objects', ''):>8}")
     after = [r for r in rows if r["tick"] >= warmup]
     if len(after) >= 2:
         kb = slope(after, "rss_mb") * 1024
@@ -220,6 +268,41 @@ def report(out: Path, warmup: int, frames: int, top: int) -> None:
                 print("    " + line)
 
 
+class BusySockets:
+    """``count`` connected socket pairs on loopback, some replaced every second: a busy
+    workstation's /proc/net/tcp (browsers, IDEs, agents), which the watchdog reads before
+    every request to the proxy, with a size that varies as on a host."""
+
+    def __init__(self, count: int) -> None:
+        import socket
+
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.pairs: list[tuple[Any, Any]] = []
+        for _ in range(count):
+            self.add()
+
+    def add(self) -> None:
+        import socket
+
+        client = socket.create_connection(self.server.getsockname())
+        self.pairs.append((client, self.server.accept()[0]))
+
+    def churn(self, n: int) -> None:
+        import random
+
+        for _ in range(min(n, len(self.pairs))):
+            for sock in self.pairs.pop(random.randrange(len(self.pairs))):  # noqa: S311
+                sock.close()
+        for _ in range(random.randint(0, 2 * n)):  # noqa: S311 (not a secret)
+            self.add()
+
+    def close(self) -> None:
+        for pair in self.pairs:
+            for sock in pair:
+                sock.close()
+        self.server.close()
+
+
 def stop_restarted_proxy(pid_file: Path, proxy_yaml: Path) -> None:
     """A proxy the watchdog restarted is its child, not ours: stop it by its PID file."""
     with contextlib.suppress(OSError, ValueError):
@@ -231,6 +314,8 @@ def stop_restarted_proxy(pid_file: Path, proxy_yaml: Path) -> None:
 def parent(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     sys.path.insert(0, str(repo))
+    # A SIGTERM still stops the proxy, the fakes and the watchdog (the cleanup below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     import httpx
 
     from tests.support.litellm_proxy import ProxyProcess
@@ -257,16 +342,22 @@ def parent(args: argparse.Namespace) -> int:
         command = [python, str(HERE), "child", "--config", str(watchdog_json), "--out",
                    str(tmp), "--ticks", str(args.ticks), "--interval", str(args.interval),
                    "--every", str(args.every), "--warmup", str(args.warmup),
-                   "--frames", str(args.frames)]
+                   "--frames", str(args.frames), "--trim", str(args.trim)]
         with open(tmp / "watchdog.log", "ab") as log:
             dog = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         cleanup.callback(lambda: None if dog.poll() is not None else dog.kill())
         metrics = f"http://{config.listen.host}:{config.listen.port}/metrics"
 
+        busy = BusySockets(args.sockets) if args.sockets else None
+        if busy is not None:
+            cleanup.callback(busy.close)
+
         def scrape() -> None:  # Prometheus' scrape, on its own cadence
             while not stop.wait(args.scrape):
                 with contextlib.suppress(httpx.HTTPError):
                     httpx.get(metrics, timeout=5)
+                if busy is not None:
+                    busy.churn(max(1, args.sockets // 20))
 
         scraper = threading.Thread(target=scrape, daemon=True)
         scraper.start()
@@ -294,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scrape", type=float, default=1.0)
     p.add_argument("--frames", type=int, default=0, help="tracemalloc frames (0: off)")
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--sockets", type=int, default=0,
+                   help="hold this many loopback connections, churned (a busy machine)")
+    p.add_argument("--trim", type=int, default=0,
+                   help="call glibc's malloc_trim(0) every N ticks (0: never)")
     p.add_argument("--deadline", type=float, default=3600)
     p.add_argument("--config")
     p.add_argument("--out")

@@ -338,7 +338,8 @@ def parent(args: argparse.Namespace) -> int:
         assert proxy.process is not None
         pid_file.write_text(f"{proxy.process.pid}\n")
         env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
-               "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1", **master, **keys}
+               "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1", **master, **keys,
+               **dict(item.split("=", 1) for item in args.env)}
         command = [python, str(HERE), "child", "--config", str(watchdog_json), "--out",
                    str(tmp), "--ticks", str(args.ticks), "--interval", str(args.interval),
                    "--every", str(args.every), "--warmup", str(args.warmup),
@@ -387,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--sockets", type=int, default=0,
                    help="hold this many loopback connections, churned (a busy machine)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="more environment for the watchdog (e.g. MALLOC_MMAP_THRESHOLD_=131072)")
     p.add_argument("--trim", type=int, default=0,
                    help="call glibc's malloc_trim(0) every N ticks (0: never)")
     p.add_argument("--deadline", type=float, default=3600)

@@ -37,6 +37,7 @@ from monitoring.budget import BudgetStatus, budget_status
 from monitoring.circuit import circuit_of
 from monitoring.classify import process_alive, redact
 from monitoring.cost_log import iter_records
+from monitoring.heap import keep_big_buffers_out_of_the_heap
 from monitoring.events import Event, EventLog, parse_line, read_events
 from monitoring.exporter import Exporter
 from monitoring.kill_switch import KillSwitch
@@ -721,6 +722,7 @@ async def _watch(config: WatchdogConfig) -> None:
 
 def cmd_watch(config: WatchdogConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    keep_big_buffers_out_of_the_heap()  # a daemon's RSS must not creep (issue 13, B9)
     # httpx logs every request at INFO: several lines a second from the probes, which would
     # bury the events in the journal and grow the log by megabytes a day.
     logging.getLogger("httpx").setLevel(logging.WARNING)

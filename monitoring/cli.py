@@ -37,9 +37,9 @@ from monitoring.budget import BudgetStatus, budget_status
 from monitoring.circuit import circuit_of
 from monitoring.classify import process_alive, redact
 from monitoring.cost_log import iter_records
-from monitoring.heap import keep_big_buffers_out_of_the_heap
 from monitoring.events import Event, EventLog, parse_line, read_events
 from monitoring.exporter import Exporter
+from monitoring.heap import keep_big_buffers_out_of_the_heap
 from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, Prober
 from monitoring.recovery import choose_backend

@@ -19,12 +19,10 @@ so they are cleared as the run goes: the test measures the watchdog, not its fak
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,11 +62,6 @@ SPEED = 60.0
 #: sessions sharing it; the proxy-down state waits for nothing: the port refuses at once).
 TICK_BUDGET_S = 1.0
 STATES = ("healthy", "providers_failing", "degraded", "proxy_down")
-#: Loopback connections held open during the soak: a busy machine's socket table, which the
-#: watchdog reads before every request to the proxy (read whole, such a table fragmented the
-#: heap by megabytes within a few hundred ticks: issue 13, B9). Two descriptors each, within
-#: the usual limit of 1024.
-BUSY_PAIRS = 300
 
 
 def rss_mb() -> float:
@@ -85,17 +78,6 @@ def accelerated() -> tuple[Callable[[], datetime], Callable[[], float]]:
         return (time.monotonic() - origin) * SPEED
 
     return (lambda: wall + timedelta(seconds=elapsed())), elapsed
-
-
-@contextlib.contextmanager
-def busy_socket_table(pairs: int = BUSY_PAIRS) -> Iterator[None]:
-    """``pairs`` connected socket pairs on loopback for the duration (a busy workstation)."""
-    with socket.create_server(("127.0.0.1", 0), backlog=pairs) as server, \
-            contextlib.ExitStack() as held:
-        for _ in range(pairs):
-            held.enter_context(socket.create_connection(server.getsockname()))
-            held.enter_context(server.accept()[0])
-        yield
 
 
 def soak_config(live: LiveStack, tmp_path: Path, state: str) -> WatchdogConfig:
@@ -155,26 +137,25 @@ async def test_the_watch_loop_keeps_a_flat_rss(live: LiveStack, tmp_path: Path,
     seed_agent_file(config)
     set_faults(live, state)
     clock, mono = accelerated()
-    with busy_socket_table():
-        async with Prober.from_config(config, env=live.env) as prober:
-            dog = Watchdog(config, prober=prober, backend=RecordingBackend(),
-                           events=EventLog.from_config(config), exporter=Exporter(), clock=clock)
-            dog.mono = mono
-            dog._booted = mono()
-            stop = asyncio.Event()
-            task = asyncio.create_task(dog.run(stop))
-            try:
-                await until(lambda: reached(dog, state), 60, f"the {state} state")
-                await soak_until(dog, live, WARMUP)
-                gc.collect()
-                before = rss_mb()
-                await soak_until(dog, live, TICKS)
-                assert reached(dog, state), f"left the {state} state during the soak"
-                gc.collect()
-                after = rss_mb()
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
+    async with Prober.from_config(config, env=live.env) as prober:
+        dog = Watchdog(config, prober=prober, backend=RecordingBackend(),
+                       events=EventLog.from_config(config), exporter=Exporter(), clock=clock)
+        dog.mono = mono
+        dog._booted = mono()
+        stop = asyncio.Event()
+        task = asyncio.create_task(dog.run(stop))
+        try:
+            await until(lambda: reached(dog, state), 60, f"the {state} state")
+            await soak_until(dog, live, WARMUP)
+            gc.collect()
+            before = rss_mb()
+            await soak_until(dog, live, TICKS)
+            assert reached(dog, state), f"left the {state} state during the soak"
+            gc.collect()
+            after = rss_mb()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
     print(f"{state}: {TICKS} ticks, RSS {before:.1f} -> {after:.1f} MB")
     assert after - before <= TOLERANCE_MB, (
         f"RSS grew {after - before:.2f} MB in {TICKS - WARMUP} ticks ({state})")

@@ -144,12 +144,12 @@ class Watchdog:
         self._next_completion = 0.0
         self._next_metrics_probe = 0.0
         self._ticks = 0
-        self._proxy_answered = False
-        self._restart_task: asyncio.Task[str] | None = None
-        self._agent_errors: dict[str, str] = {}
         # A step failing every tick is logged once, then at a bounded rate (self.mono is
         # read at each call: tests replace it).
         self._repeats = RepeatLog(log, clock=lambda: self.mono())
+        self._proxy_answered = False
+        self._restart_task: asyncio.Task[str] | None = None
+        self._agent_errors: dict[str, str] = {}
         self.agents = agent_manager(config, home, env=prober.env)
         # "restart your Codex session to follow" stays in status until the next switch.
         seen = self.state.extra.get("agents")

@@ -12,11 +12,9 @@ from monitoring import atomic
 from monitoring.atomic import (
     ABSENT,
     FileChangedError,
-    append_locked,
     atomic_write,
     ensure_dir,
     expand_user,
-    lock_file_for,
     stamp,
 )
 
@@ -230,9 +228,10 @@ def test_root_hands_appended_files_to_the_directory_owner(tmp_path: Path) -> Non
     foreign.write_bytes(b"")
     os.chown(foreign, 5555, 5556)
     for path in (new, old, foreign):
-        append_locked(path, b"line\n", 0o640)
-    for path in (new, old, lock_file_for(new), lock_file_for(old)):
+        atomic.append_locked(path, b"line\n", 0o640)
+    for path in (new, old, atomic.lock_file_for(new), atomic.lock_file_for(old)):
         assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322), path
     assert stat.S_IMODE(new.stat().st_mode) == 0o640
     assert (foreign.stat().st_uid, foreign.stat().st_gid) == (5555, 5556), "not root's: kept"
     assert old.read_bytes().endswith(b"line\n")
+

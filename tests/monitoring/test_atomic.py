@@ -194,27 +194,6 @@ def test_expand_user_defaults_to_home_of_the_running_user(
     assert expand_user("~/.gemini/provider.json") == tmp_path / ".gemini" / "provider.json"
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="owners can only be kept by root")
-def test_root_keeps_the_owner_of_an_existing_file(tmp_path: Path) -> None:
-    target = tmp_path / "f"
-    target.write_bytes(b"old")
-    os.chown(target, 4321, 4322)
-    atomic_write(target, b"new", backup_suffix=".bak")
-    for path in (target, tmp_path / "f.bak"):
-        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
-
-
-@pytest.mark.skipif(not IS_ROOT, reason="owners can only be set by root")
-def test_root_gives_new_files_and_dirs_the_owner_of_their_directory(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    os.chown(home, 4321, 4322)
-    ensure_dir(home / ".kilocode")
-    atomic_write(home / ".kilocode" / "kilocode.json", b"{}")
-    for path in (home / ".kilocode", home / ".kilocode" / "kilocode.json"):
-        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
-
-
 @pytest.mark.skipif(not IS_ROOT, reason="owners can only be set by root")
 def test_root_hands_appended_files_to_the_directory_owner(tmp_path: Path) -> None:
     """``sudo provider-fallback ...`` (or a proxy started by hand as root) appending to a log in
@@ -235,3 +214,23 @@ def test_root_hands_appended_files_to_the_directory_owner(tmp_path: Path) -> Non
     assert (foreign.stat().st_uid, foreign.stat().st_gid) == (5555, 5556), "not root's: kept"
     assert old.read_bytes().endswith(b"line\n")
 
+
+@pytest.mark.skipif(not IS_ROOT, reason="owners can only be kept by root")
+def test_root_keeps_the_owner_of_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    os.chown(target, 4321, 4322)
+    atomic_write(target, b"new", backup_suffix=".bak")
+    for path in (target, tmp_path / "f.bak"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="owners can only be set by root")
+def test_root_gives_new_files_and_dirs_the_owner_of_their_directory(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 4321, 4322)
+    ensure_dir(home / ".kilocode")
+    atomic_write(home / ".kilocode" / "kilocode.json", b"{}")
+    for path in (home / ".kilocode", home / ".kilocode" / "kilocode.json"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)

@@ -19,13 +19,17 @@ with the current one (issue 13, B9):
 
 ``--keys none``: no provider key anywhere, the reviewer's account of the host (every provider
 fails "auth" without a request, degraded mode on). ``--keys invalid``: keys set but refused,
-every provider answers 401 (what the reviewer's host most likely had). The watchdog's tick is
+every provider answers 401. The watchdog's tick is
 cut to ``--interval`` and its clocks run ``1 / interval`` times faster, so one tick is one
 second of the host's time, as with the default ``probe_interval: 1s``.
 
-The child records RSS (and, with ``--frames N``, tracemalloc's traced bytes and a snapshot at
-the warm-up and at the end) every ``--every`` ticks; the report gives the growth per tick by
-least squares after the warm-up, and the top allocation sites grown between the snapshots.
+The child records RSS, anonymous and file pages and glibc's heap in use and free
+(``mallinfo2``: growth in "free" with "in use" flat is fragmentation, not live objects) every
+``--every`` ticks, and with ``--frames N`` tracemalloc's traced bytes, the peak since the
+previous sample and a snapshot at the warm-up and at the end; the report gives the growth per
+tick by least squares after the warm-up, and the top allocation sites grown between the
+snapshots. ``--env NAME=VALUE`` and ``--trim N`` (``malloc_trim`` every N ticks) test
+allocator settings. Figures: bench/results/watchdog-memory.txt.
 """
 
 from __future__ import annotations

@@ -289,16 +289,24 @@ def replace_cache_entry(path: StrPath, data: bytes, mode: int = 0o600) -> None:
 LOCK_POLL_S: Final = 0.002
 
 
-def _open_lock_file(path: Path, mode: int) -> int:
-    """Open (creating it with ``mode``) the lock file ``path``. Created by root in a directory
-    another account owns (``budget reset`` through sudo), it is given that owner, so the
-    service can still open it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
-                 | getattr(os, "O_CLOEXEC", 0), mode)
+def _to_directory_owner(fd: int, path: Path) -> None:
+    """Root opened ``path`` (``fd``) in a directory another account owns (a CLI run through
+    sudo, a proxy started by hand as root): a root-owned file there is handed to that account,
+    so the service that owns the directory can still open, append to and read it. Without
+    this, a root-owned ``provider_costs.log`` made the watchdog's budget check fail on every
+    tick. A file some other account owns is left alone."""
     if _is_root() and hasattr(os, "fchown"):
         parent = os.stat(path.parent)
-        if os.fstat(fd).st_uid != parent.st_uid:
+        if os.fstat(fd).st_uid == 0 != parent.st_uid:
             os.fchown(fd, parent.st_uid, parent.st_gid)
+
+
+def _open_lock_file(path: Path, mode: int) -> int:
+    """Open (creating it with ``mode``) the lock file ``path``, as the directory's owner's
+    (:func:`_to_directory_owner`)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+                 | getattr(os, "O_CLOEXEC", 0), mode)
+    _to_directory_owner(fd, path)
     return fd
 
 
@@ -352,6 +360,7 @@ def append_locked(path: StrPath, data: bytes, mode: int,
                  | getattr(os, "O_CLOEXEC", 0))
         fd = os.open(target, flags, mode)
         try:
+            _to_directory_owner(fd, target)
             if repair is not None:
                 data = repair(fd) + data
             written = os.write(fd, data)

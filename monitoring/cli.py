@@ -39,6 +39,7 @@ from monitoring.classify import process_alive, redact
 from monitoring.cost_log import iter_records
 from monitoring.events import Event, EventLog, parse_line, read_events
 from monitoring.exporter import Exporter
+from monitoring.heap import keep_big_buffers_out_of_the_heap
 from monitoring.kill_switch import KillSwitch
 from monitoring.probes import PROXY_ROUTE, Prober
 from monitoring.recovery import choose_backend
@@ -760,6 +761,7 @@ async def _watch(config: WatchdogConfig) -> None:
 
 def cmd_watch(config: WatchdogConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    keep_big_buffers_out_of_the_heap()  # a daemon's RSS must not creep (issue 13, B9)
     # httpx logs every request at INFO: several lines a second from the probes, which would
     # bury the events in the journal and grow the log by megabytes a day.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,21 +110,36 @@ def _serves(local: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> 
     return local in wanted
 
 
+def _table_rows(path: str) -> Iterator[str]:
+    """The rows of a /proc/net table, header skipped, read line by line.
+
+    Read before every request to the proxy (three times a tick), on machines with thousands
+    of sockets: the table is then hundreds of KB. Read whole, it was a transient buffer of
+    that size on every probe; glibc serves such a buffer from mmap until one is freed, then
+    from its heap (the mmap threshold adapts upwards), where transients of varying size
+    fragment it. The watchdog's RSS rose in steps of about a megabyte, from 61 to 70 MB over
+    5,000 ticks, on a machine with ~900 sockets (issue 13, B9; bench/watchdog_memory.py).
+    Line by line, no buffer exceeds a few KB.
+    """
+    with open(path, encoding="ascii") as table:
+        next(table, None)
+        yield from table
+
+
 def _proc_listeners(host: str, port: int) -> list[tuple[int, int]]:
     """(uid, socket inode) of every LISTEN socket serving ``host:port`` (/proc/net/tcp{,6})."""
     found: list[tuple[int, int]] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) < 10 or cols[3] != _LISTEN:
-                continue
-            if int(cols[1].rsplit(":", 1)[1], 16) == port and _serves(_proc_address(cols[1]),
-                                                                      host):
-                found.append((int(cols[7]), int(cols[9])))
+        with contextlib.suppress(OSError):
+            for line in _table_rows(table):
+                if f" {_LISTEN} " not in line:  # cheap: most rows are connections
+                    continue
+                cols = line.split()
+                if len(cols) < 10 or cols[3] != _LISTEN:
+                    continue
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and _serves(
+                        _proc_address(cols[1]), host):
+                    found.append((int(cols[7]), int(cols[9])))
     return found
 
 

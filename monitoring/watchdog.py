@@ -68,6 +68,7 @@ from monitoring.probes import (
     class_of_status,
 )
 from monitoring.recovery import Backend, HangEvidence, ProcessBackend, RestartGate, proxy_pid
+from monitoring.repeat_log import RepeatLog
 from monitoring.select import cost_table, order_targets
 from monitoring.state import WatchdogState, load_state, save_state, utc_now
 from monitoring.watchdog_config import ProviderSpec, TargetSpec, WatchdogConfig
@@ -148,6 +149,9 @@ class Watchdog:
         self._next_completion = 0.0
         self._next_metrics_probe = 0.0
         self._ticks = 0
+        # A step failing every tick is logged once, then at a bounded rate (self.mono is
+        # read at each call: tests replace it).
+        self._repeats = RepeatLog(log, clock=lambda: self.mono())
         self._proxy_answered = False
         self._restart_task: asyncio.Task[str] | None = None
         self._agent_errors: dict[str, str] = {}
@@ -925,7 +929,9 @@ class Watchdog:
         try:
             self._budget(now)
         except OSError as exc:  # the budget must never stop failover
-            log.error("budget check failed: %s", exc)
+            self._repeats.failed("budget", f"budget check failed: {exc}")
+        else:
+            self._repeats.ok("budget")
         self._degraded(entering=False)
         pin = self.state.active_pin(now)
         want = self.desired(now)
@@ -951,7 +957,9 @@ class Watchdog:
         try:
             save_state(self.state, self.state_path)
         except OSError as exc:
-            log.error("cannot save the state to %s: %s", self.state_path, exc)
+            self._repeats.failed("save", f"cannot save the state to {self.state_path}: {exc}")
+        else:
+            self._repeats.ok("save")
 
     async def start(self) -> None:
         """Before the first tick: adopt the agents' current target, start a supervised proxy."""
@@ -982,8 +990,11 @@ class Watchdog:
                 started = asyncio.get_running_loop().time()
                 try:
                     await self.tick()
-                except Exception:  # one bad tick must not end the watchdog
-                    log.exception("watchdog tick failed")
+                except Exception as exc:  # one bad tick must not end the watchdog
+                    self._repeats.failed("tick", f"watchdog tick failed: {exc!r}",
+                                         exc_info=True)
+                else:
+                    self._repeats.ok("tick")
                 spent = asyncio.get_running_loop().time() - started
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(),

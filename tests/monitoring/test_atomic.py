@@ -195,6 +195,27 @@ def test_expand_user_defaults_to_home_of_the_running_user(
     assert expand_user("~/.gemini/provider.json") == tmp_path / ".gemini" / "provider.json"
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="owners can only be set by root")
+def test_root_hands_appended_files_to_the_directory_owner(tmp_path: Path) -> None:
+    """``sudo provider-fallback ...`` (or a proxy started by hand as root) appending to a log in
+    the service's directory must not leave it root-owned: the service could no longer append
+    to it, or read it (a root-owned cost log failed the watchdog's budget check every tick)."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    os.chown(logs, 4321, 4322)
+    new, old, foreign = logs / "new.log", logs / "old.log", logs / "foreign.log"
+    old.write_bytes(b"a root-owned log an earlier run as root left\n")
+    foreign.write_bytes(b"")
+    os.chown(foreign, 5555, 5556)
+    for path in (new, old, foreign):
+        atomic.append_locked(path, b"line\n", 0o640)
+    for path in (new, old, atomic.lock_file_for(new), atomic.lock_file_for(old)):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322), path
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
+    assert (foreign.stat().st_uid, foreign.stat().st_gid) == (5555, 5556), "not root's: kept"
+    assert old.read_bytes().endswith(b"line\n")
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="owners can only be kept by root")
 def test_root_keeps_the_owner_of_an_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "f"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +57,34 @@ def test_reset_needs_yes_and_releases_the_kill_switch(
     assert KillSwitch(config).state().active, "nothing changed without --yes"
     assert main(["budget", "reset", "--yes", "--config", str(path)]) == EXIT_OK
     assert not KillSwitch(config).state().active
+
+
+SERVICE = (4321, 4322)
+
+
+@pytest.mark.skipif(not (hasattr(os, "geteuid") and os.geteuid() == 0),
+                    reason="only root can run the CLI as root")
+def test_a_reset_run_as_root_leaves_no_root_owned_file_to_the_service(
+        config_file: tuple[Path, WatchdogConfig]) -> None:
+    """``sudo provider-fallback budget reset`` on a host whose logs the service owns, before the
+    service ever wrote an event: the logs the reset starts belong to the service, not to root
+    (a root-owned file there failed the watchdog every tick: it runs as the service user)."""
+    path, config = config_file
+    spend(config, 21.0)
+    from monitoring.kill_switch import KillSwitch
+    assert KillSwitch(config).update(21.0, True, datetime.now(UTC)) == "activated"
+    service_dirs = [Path(config.paths.log_dir), Path(config.paths.state_dir),
+                    Path(config.paths.provider_config).parent]
+    for directory in service_dirs:  # what the service wrote is the service's
+        for item in [directory, *directory.rglob("*")]:
+            os.chown(item, *SERVICE)
+    for log in (config.paths.event_log, config.paths.event_jsonl, config.paths.alert_log):
+        Path(log).unlink()
+    assert main(["budget", "reset", "--yes", "--config", str(path)]) == EXIT_OK
+    written = [p for d in service_dirs for p in [d, *d.rglob("*")]]
+    assert Path(config.paths.alert_log) in written, "the reset wrote its line"
+    assert not KillSwitch(config).state().active
+    assert [str(p) for p in written if (p.stat().st_uid, p.stat().st_gid) != SERVICE] == []
 
 
 def test_select_and_reports(config_file: tuple[Path, WatchdogConfig],

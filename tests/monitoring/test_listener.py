@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
@@ -81,3 +82,34 @@ def test_cpu_seconds_moves_with_work() -> None:
     assert after is not None
     assert after > before
     assert cpu_seconds(2**22 + 12345) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux's socket table")
+def test_a_busy_socket_table_is_read_line_by_line_never_whole() -> None:
+    """The check runs before every request to the proxy, three times a tick. Read whole, a
+    busy machine's table was a transient of hundreds of KB on every probe, which fragmented
+    glibc's heap: the watchdog's RSS rose in steps, 61 -> 73 MB over 8,500 ticks (issue 13,
+    B9). Line by line, the check's peak allocation stays a small fraction of the table."""
+    pairs = []
+    with socket.create_server(("127.0.0.1", 0), backlog=512) as server:
+        try:
+            for _ in range(300):  # 600 sockets: within the usual 1024 descriptors
+                client = socket.create_connection(server.getsockname())
+                pairs.append((client, server.accept()[0]))
+            with open("/proc/net/tcp", "rb") as table:
+                size = len(table.read())
+            assert size > 64 * 1024, "a table the size of a busy machine's"
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
+                assert foreign_listener("127.0.0.1", server.getsockname()[1],
+                                        match="anything") is None
+                peak = tracemalloc.get_traced_memory()[1] - before
+            finally:
+                tracemalloc.stop()
+        finally:
+            for pair in pairs:
+                for sock in pair:
+                    sock.close()
+    assert peak < size / 4, f"peak {peak} B while reading a {size} B table"

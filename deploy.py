@@ -16,9 +16,9 @@ import sys
 
 from pyinfra import host, logger  # type: ignore[attr-defined]
 
-from monitoring.layout import TARGET_OSES
-from monitoring.stack_checks import Problem
-from monitoring.stack_load import StackError, line_index, load_stack
+from monitoring.stack.checks import Problem
+from monitoring.stack.layout import TARGET_OSES
+from monitoring.stack.load import StackError, line_index, load_stack
 from tasks.render import render
 from tasks.render.__main__ import EXIT_INVALID
 from tasks.render.validate import RenderError, tool_problems

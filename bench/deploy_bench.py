@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from monitoring.layout import layout
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import load_stack
 from tests.support.deploy_run import breakage, fake_key, run_deploy, write_inventory
 from tests.support.testhost import booted_hosts
 

@@ -1,4 +1,4 @@
-"""A do-nothing proxy callback with the SAME hook methods as ``monitoring.litellm_hooks``.
+"""A do-nothing proxy callback with the SAME hook methods as ``monitoring.proxy.litellm_hooks``.
 
 ``python -m bench.proxy_overhead --null`` runs a third proxy with this callback instead of the
 project's, so the bench separates what LiteLLM itself does because a ``CustomLogger`` with

@@ -4,7 +4,7 @@
                                    [--json bench/results/proxy-overhead.json]
 
 Real, pinned LiteLLM proxies from the same rendered config, side by side against one fast local
-fake upstream: one WITH the project's callback (``monitoring.litellm_hooks.
+fake upstream: one WITH the project's callback (``monitoring.proxy.litellm_hooks.
 proxy_handler_instance``: cost log, kill switch, degraded cache), one WITHOUT it and, with
 ``--null``, one with a do-nothing callback that has the same hook methods
 (:mod:`bench.null_hooks`), which tells LiteLLM's own cost of calling a callback from the
@@ -52,10 +52,10 @@ from typing import Any
 import httpx
 import yaml
 
-from monitoring.layout import host_env_name, layout
-from monitoring.proxy_io import THREAD_NAME
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.proxy.io_worker import THREAD_NAME
+from monitoring.stack.layout import host_env_name, layout
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import litellm, watchdog
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
@@ -360,7 +360,7 @@ def policy_cpu(requests: int, work: Path) -> dict[str, Any]:
     floor of the policy's cost, not its cost at a proxy's request rate."""
     from datetime import UTC, datetime
 
-    from monitoring.proxy_policy import Answer, ProxyPolicy, Served
+    from monitoring.proxy.policy import Answer, ProxyPolicy, Served
 
     stack = parse_stack((REPO / "inventory/stack.yaml").read_text())
     config = watchdog.build(stack, layout(stack, "linux"))

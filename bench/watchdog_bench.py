@@ -47,12 +47,12 @@ import httpx
 import yaml
 
 from monitoring.events import EventLog, read_events
-from monitoring.exporter import Exporter
-from monitoring.layout import host_env_name, layout
-from monitoring.probes import Prober
-from monitoring.stack_load import parse_stack
-from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.stack.layout import host_env_name, layout
+from monitoring.stack.load import parse_stack
+from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.loop import Watchdog
+from monitoring.watchdog.probes import Prober
 from tasks.render import litellm, watchdog
 from tests.support.fake_upstream import FakeUpstream, FaultKind
 from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port

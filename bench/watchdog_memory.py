@@ -3,7 +3,7 @@
     python bench/watchdog_memory.py [--repo DIR] [--keys none|invalid] [--ticks 6000] \
         [--interval 0.05] [--frames 0] [--out DIR]
 
-What the soak test (tests/monitoring/test_watchdog_soak.py) does not: it measures the
+What the soak test (tests/monitoring/watchdog/test_soak.py) does not: it measures the
 watchdog as a host runs it, and the code of any checkout, so an old commit can be compared
 with the current one (issue 13, B9):
 
@@ -84,7 +84,7 @@ def child(args: argparse.Namespace) -> int:
     if args.frames:
         tracemalloc.start(args.frames)
     from monitoring import cli
-    from monitoring import watchdog as wd
+    from monitoring.watchdog import loop as wd
 
     out = Path(args.out)
     mallinfo = glibc_mallinfo()
@@ -157,7 +157,7 @@ def child(args: argparse.Namespace) -> int:
 
 
 def _stack(repo: Path, port: int, bases: dict[str, str]) -> Any:
-    from monitoring.stack_load import parse_stack
+    from monitoring.stack.load import parse_stack
 
     text = (repo / "inventory" / "stack.yaml").read_text(encoding="utf-8")
     base = parse_stack(text)
@@ -181,8 +181,8 @@ def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
     """Fakes, the rendered proxy config (with hooks) and the watchdog config, under ``tmp``."""
     import yaml
 
-    from monitoring import recovery
-    from monitoring.layout import layout
+    from monitoring.stack.layout import layout
+    from monitoring.watchdog import recovery
     from tasks.render import litellm, watchdog
     from tests.support.fake_upstream import FakeUpstream
     from tests.support.litellm_proxy import ensure_venv, free_port

@@ -33,23 +33,29 @@ from rich.text import Text
 
 from monitoring import console as out
 from monitoring.atomic import atomic_write
-from monitoring.budget import BudgetStatus, budget_status
-from monitoring.circuit import circuit_of
-from monitoring.classify import process_alive, redact
-from monitoring.cost_log import iter_records
 from monitoring.events import Event, EventLog, parse_line, read_events
-from monitoring.exporter import Exporter
-from monitoring.heap import keep_big_buffers_out_of_the_heap
-from monitoring.kill_switch import KillSwitch
-from monitoring.probes import PROXY_ROUTE, Prober
-from monitoring.recovery import choose_backend
-from monitoring.report import ReportInputs, history, history_table, outage_data, outage_report
-from monitoring.select import TASKS, NoProviderError, cost_table, select_provider
-from monitoring.stack import parse_duration
-from monitoring.state import WatchdogState, load_state, save_state
+from monitoring.host_config import WatchdogConfig
+from monitoring.proxy.budget import BudgetStatus, budget_status
+from monitoring.proxy.choice import TASKS, NoProviderError, cost_table, select_provider
+from monitoring.proxy.cost_log import iter_records
+from monitoring.proxy.kill_switch import KillSwitch
+from monitoring.stack.schema import parse_duration
 from monitoring.version import installed
-from monitoring.watchdog import PIN_FILE, WATCHDOG_PID_FILE, Watchdog, agent_manager
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.watchdog.circuit import circuit_of
+from monitoring.watchdog.classify import process_alive, redact
+from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.heap import keep_big_buffers_out_of_the_heap
+from monitoring.watchdog.loop import PIN_FILE, WATCHDOG_PID_FILE, Watchdog, agent_manager
+from monitoring.watchdog.probes import PROXY_ROUTE, Prober
+from monitoring.watchdog.recovery import choose_backend
+from monitoring.watchdog.report import (
+    ReportInputs,
+    history,
+    history_table,
+    outage_data,
+    outage_report,
+)
+from monitoring.watchdog.state import WatchdogState, load_state, save_state
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_APPLIED = 0, 1, 2, 3
 DEFAULT_CONFIG = os.environ.get("PROVIDER_FALLBACK_CONFIG",

@@ -34,7 +34,7 @@ is skipped wherever it ends up.
 Timestamps are UTC with a ``Z``, to the second as in the runbook; the clock is injectable.
 
 Nothing logged may hold a key: every string (message, from, to, reason, details) goes through
-:func:`redact`, built on :func:`monitoring.stack.looks_like_secret`.
+:func:`redact`, built on :func:`monitoring.stack.schema.looks_like_secret`.
 
 On Windows each event also goes to the Event Log (runbook 10.4) under the configured source and
 IDs: 1001 fallback, 1002 restored (and recovery), 1003 error (and emergency, restart), 1004
@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from monitoring.atomic import StrPath, append_locked
-from monitoring.stack import looks_like_secret
-from monitoring.watchdog_config import WatchdogConfig, WindowsEvents
+from monitoring.host_config import WatchdogConfig, WindowsEvents
+from monitoring.stack.schema import looks_like_secret
 
 log = logging.getLogger(__name__)
 

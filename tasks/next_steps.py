@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.layout import layout
-from monitoring.stack import Stack
-from monitoring.stack_load import StackError, load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import StackError, load_stack
+from monitoring.stack.schema import Stack
 from tasks.secrets import master_key_file
 
 Reachable = Callable[[str], bool]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from monitoring.atomic import atomic_write
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 
 
 def master_key_file(host_name: str, environ: Mapping[str, str] | None = None) -> Path:

@@ -1,8 +1,8 @@
 """The stack.yaml reference (``docs/stack-reference.md``), generated from the schema.
 
 Every key, type, allowed value, default and description comes from the pydantic models of
-:mod:`monitoring.stack` (descriptions are the models' attribute docstrings, allowed values their
-constraints and the docstrings of their validators), so the page cannot drift from what
+:mod:`monitoring.stack.schema` (descriptions are the models' attribute docstrings, allowed values
+their constraints and the docstrings of their validators), so the page cannot drift from what
 validation accepts: ``tests/tasks/test_stack_reference.py`` fails when the committed page is
 not what this prints.
 
@@ -27,7 +27,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from monitoring import stack
+from monitoring.stack import schema
 
 PAGE = Path("docs/stack-reference.md")
 COMMAND = "python -m tasks.stack_reference > docs/stack-reference.md"
@@ -37,11 +37,11 @@ _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _INTRO = f"""\
 # stack.yaml reference
 
-<!-- Generated from monitoring/stack.py by `{COMMAND}` (make docs). Do not edit by hand:
+<!-- Generated from monitoring/stack/schema.py by `{COMMAND}` (make docs). Do not edit by hand:
      edit the models' docstrings and regenerate. A test fails when this page is not current. -->
 
 Every key `inventory/stack.yaml` may hold, generated from the schema that validates it
-(`monitoring/stack.py`). The shipped file is commented and sets every required key; start
+(`monitoring/stack/schema.py`). The shipped file is commented and sets every required key; start
 from it. Unknown keys are errors, so a typo is never silently ignored. Per-host changes go in
 pyinfra host data under `stack` (same shape, merged key by key over the file, lists replaced)
 and are validated the same way; `python -m tasks.render --host-data FILE` renders with such a
@@ -72,7 +72,7 @@ def _is_model_alias(value: Any) -> bool:
 #: The named value types of the schema (``Duration``, ``Port``...), found by identity in the
 #: annotations, so the types table and the field tables use the schema's own names.
 ALIASES: dict[str, Any] = {
-    name: value for name, value in vars(stack).items()
+    name: value for name, value in vars(schema).items()
     if typing.get_origin(value) is Annotated and not _is_model_alias(value)
 }
 
@@ -224,7 +224,7 @@ def _nested(tp: Any, path: str) -> Iterator[tuple[type[BaseModel], str]]:
 
 
 def _hints(model: type[BaseModel]) -> dict[str, Any]:
-    return typing.get_type_hints(model, vars(stack), include_extras=True)
+    return typing.get_type_hints(model, vars(schema), include_extras=True)
 
 
 def _walk(ref: Reference, model: type[BaseModel], path: str) -> None:
@@ -243,7 +243,7 @@ def _default(info: FieldInfo, shown_type: str) -> str:
         return "required"
     value = info.get_default(call_default_factory=True)
     if shown_type == "`Duration`" and isinstance(value, int | float):
-        return f"`{stack.prom_duration(value)}`"
+        return f"`{schema.prom_duration(value)}`"
     return f"`{json.dumps(_plain(value), ensure_ascii=False)}`"
 
 
@@ -291,7 +291,7 @@ def _types_table(ref: Reference) -> list[str]:
 def render() -> str:
     """The whole page, as committed in ``docs/stack-reference.md``."""
     ref = Reference()
-    _walk(ref, stack.Stack, "")
+    _walk(ref, schema.Stack, "")
     body: list[str] = []
     for section in ref.sections.values():
         title = f"`{section.path}`" if section.path else "Top level"

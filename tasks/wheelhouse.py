@@ -39,7 +39,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 from monitoring.version import BuildInfo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -421,7 +421,7 @@ def checkout_build() -> BuildInfo:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tasks.wheelhouse lock``: (re)generate the lock for the stack's LiteLLM."""
-    from monitoring.stack_load import StackError, load_stack
+    from monitoring.stack.load import StackError, load_stack
 
     parser = argparse.ArgumentParser(prog="python -m tasks.wheelhouse")
     parser.add_argument("command", choices=["lock"])

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 
 from monitoring.agents.formats import Format
 from monitoring.agents.formats import Path as KeyPath
-from monitoring.watchdog_config import TargetSpec
+from monitoring.host_config import TargetSpec
 
 Wire = Literal["openai-chat", "anthropic-messages", "openai-responses", "gemini-native"]
 WIRES: Final[tuple[Wire, ...]] = ("openai-chat", "anthropic-messages", "openai-responses",

@@ -41,8 +41,8 @@ from monitoring.atomic import (
     read_consistent,
     stamp,
 )
-from monitoring.layout import HOST_KEY_PREFIX
-from monitoring.watchdog_config import AgentSpec, TargetSpec
+from monitoring.host_config import AgentSpec, TargetSpec
+from monitoring.stack.layout import HOST_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class AgentManager:
         """A key value from the watchdog's environment. A target names its key as the person
         does (``GEMINI_API_KEY``: agents refer to it by that name), but on a host the watchdog
         holds provider keys under their host names (``PF_GEMINI_API_KEY``,
-        :func:`monitoring.layout.host_env_names`), so that name is tried too."""
+        :func:`monitoring.stack.layout.host_env_names`), so that name is tried too."""
         if isinstance(value, Secret):
             secret = self.env.get(value.env) or self.env.get(HOST_KEY_PREFIX + value.env)
             if not secret:

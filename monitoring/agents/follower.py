@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from monitoring.agents.engine import AgentManager, AgentResult
 from monitoring.atomic import FileStamp, atomic_write, stamp
-from monitoring.watchdog_config import AgentSpec, TargetSpec, WindowsSide
+from monitoring.host_config import AgentSpec, TargetSpec, WindowsSide
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from monitoring.agents.base import UNSET, Adapter, Context, Endpoint, FileSpec, Values
 from monitoring.agents.formats import Jsonc
-from monitoring.watchdog_config import OWNED_KEYS, TargetSpec
+from monitoring.host_config import OWNED_KEYS, TargetSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from monitoring.agents.base import Endpoint, FileSpec, Trap, env_trap, project_trap
 from monitoring.agents.formats import Jsonc
 from monitoring.agents.opencode import OpenCodeFamily
-from monitoring.watchdog_config import TargetSpec
+from monitoring.host_config import TargetSpec
 
 _DIR = (".config", "kilo")
 #: Highest precedence first; the last is the default to create.

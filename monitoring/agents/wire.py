@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 from monitoring.agents.base import GOOGLE_GEMINI_DEFAULT
-from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
+from monitoring.stack.schema import AgentTarget, DirectTarget, LitellmTarget, Stack
 
 
 def windows_proxy_root(stack: Stack) -> str:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from monitoring.layout import layout
-from monitoring.stack_load import StackError, load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import StackError, load_stack
 
 RELEASES = {"prometheus_release": "prometheus", "alertmanager_release": "alertmanager"}
 

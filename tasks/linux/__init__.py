@@ -14,8 +14,8 @@ from pyinfra import host, logger  # type: ignore[attr-defined]
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import DeployError
 
-from monitoring.layout import layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import layout
+from monitoring.stack.schema import Stack
 from tasks.linux import agents, base, firewall, grafana, prometheus, proxy, wsl
 from tasks.linux.facts import HostPlatform, PythonMarkers
 from tasks.render.common import Rendered

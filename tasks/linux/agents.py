@@ -41,8 +41,8 @@ from pyinfra.facts.files import Directory, File, FileContents, FindLinks
 from pyinfra.operations import files, systemd, sysvinit
 
 from monitoring.agents.follower import FOLLOWER_DIR
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.linux.facts import LinuxUser
 from tasks.linux.files import put_artifact
 from tasks.linux.operations import put_bytes

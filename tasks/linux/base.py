@@ -6,8 +6,8 @@ from pyinfra import host  # type: ignore[attr-defined]
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.linux.facts import LinuxUser
 
 #: Debian packages of the stack: the venv module for LiteLLM's venv, and Debian's own

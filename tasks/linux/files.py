@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyinfra.api.operation import OperationMeta
 
-from monitoring.layout import layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import layout
+from monitoring.stack.schema import Stack
 from tasks.linux.operations import put_bytes
 from tasks.render.common import Artifact, Rendered
 

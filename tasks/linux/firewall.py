@@ -18,7 +18,7 @@ from pyinfra import host, logger  # type: ignore[attr-defined]
 from pyinfra.api.command import StringCommand
 from pyinfra.api.operation import operation
 
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 from tasks.linux.facts import NftablesInput, Platform, UfwStatus
 from tasks.linux.operations import Commands, ufw_allow
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, files
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.linux.files import put_artifact
 from tasks.linux.services import ensure_service
 from tasks.render.common import Rendered

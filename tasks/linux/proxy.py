@@ -10,8 +10,8 @@ from __future__ import annotations
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
-from monitoring.layout import Layout, layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout, layout
+from monitoring.stack.schema import Stack
 from tasks.linux.base import STAGING_DIR
 from tasks.linux.files import put_artifact
 from tasks.linux.operations import venv_from_wheelhouse

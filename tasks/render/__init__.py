@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from monitoring.layout import Layout, TargetOS, host_env_names, layout
-from monitoring.stack import Stack
-from monitoring.stack_checks import Problem
+from monitoring.stack.checks import Problem
+from monitoring.stack.layout import Layout, TargetOS, host_env_names, layout
+from monitoring.stack.schema import Stack
 from tasks.render import grafana, litellm, prometheus, systemd, watchdog, windows, workflow
 from tasks.render.common import Artifact, Rendered, env_file_line
 from tasks.render.validate import BUG, RenderError, format_problems
@@ -39,7 +39,7 @@ def secrets_file(stack: Stack, lay: Layout, secrets: Mapping[str, str]) -> Rende
     if lay.secrets_env is None:
         return {}
     lines = ["# Secrets for provider-fallback, written by the deploy. Mode 0600: keep it so."]
-    # Under the host's names (provider keys PF_-prefixed: monitoring.layout.host_env_names).
+    # Under the host's names (provider keys PF_-prefixed: monitoring.stack.layout.host_env_names).
     lines += [env_file_line(host_name, secrets[name])
               for name, host_name in host_env_names(stack).items() if secrets.get(name)]
     data = ("\n".join(lines) + "\n").encode("utf-8")

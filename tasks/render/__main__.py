@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitoring.layout import TARGET_OSES, TargetOS
-from monitoring.stack_load import StackError, line_index, load_host_data, load_stack
+from monitoring.stack.layout import TARGET_OSES, TargetOS
+from monitoring.stack.load import StackError, line_index, load_host_data, load_stack
 from tasks.render import render
 from tasks.render.common import Rendered
 from tasks.render.validate import RenderError, tool_problems

@@ -61,7 +61,7 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 
 from monitoring import metrics as m
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 
 JSON = dict[str, Any]
 

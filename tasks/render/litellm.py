@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import Layout, host_env_name
-from monitoring.stack import Stack
-from monitoring.stack_checks import MAX_FALLBACKS
+from monitoring.proxy.cost_log import DEGRADED_MODEL
+from monitoring.stack.checks import MAX_FALLBACKS
+from monitoring.stack.layout import Layout, host_env_name
+from monitoring.stack.schema import Stack
 from tasks.render.common import Artifact, Rendered, dump_json, dump_yaml
 
 HEADER = "# Rendered from stack.yaml by provider-fallback: edit stack.yaml, not this file.\n"
 
-#: The proxy's budget, kill-switch and degraded-mode hooks (monitoring/litellm_hooks.py), found
-#: by LiteLLM's get_instance_fn through an import of the monitoring package (the project's
+#: The proxy's budget, kill-switch and degraded-mode hooks (monitoring/proxy/litellm_hooks.py),
+#: found by LiteLLM's get_instance_fn through an import of the monitoring package (the project's
 #: wheel is installed in the proxy's venv).
-HOOKS_CALLBACK = "monitoring.litellm_hooks.proxy_handler_instance"
-DEGRADED_HANDLER = "monitoring.litellm_hooks.degraded_handler"
+HOOKS_CALLBACK = "monitoring.proxy.litellm_hooks.proxy_handler_instance"
+DEGRADED_HANDLER = "monitoring.proxy.litellm_hooks.degraded_handler"
 DEGRADED_PROVIDER = "provider-fallback"
 #: Tells the hooks where the watchdog's config is (paths, prices, budget, allow-list).
 CONFIG_ENV = "PROVIDER_FALLBACK_CONFIG"

@@ -1,12 +1,13 @@
 """Prometheus, its alert rules and Alertmanager: three YAML files, plus Debian's ARGS files.
 
-The YAML files are machine formats, built as data by :mod:`monitoring.prometheus_config`,
-:mod:`monitoring.rules` and :mod:`monitoring.alertmanager` and dumped with a stable key order:
-never through Jinja, whose ``{{ }}`` would eat Prometheus' own ``{{ $labels.provider }}``.
+The YAML files are machine formats, built as data by :mod:`monitoring.content.prometheus`,
+:mod:`monitoring.content.rules` and :mod:`monitoring.content.alertmanager` and dumped with a stable
+key order: never through Jinja, whose ``{{ }}`` would eat Prometheus' own
+``{{ $labels.provider }}``.
 
 On Linux the services are Debian's own ``prometheus`` and ``prometheus-alertmanager`` units,
 configured the Debian way: command-line flags in ``/etc/default/<package>`` (``ARGS``), a text
-format, so Jinja templates. The flags come from :mod:`monitoring.layout`'s command lines,
+format, so Jinja templates. The flags come from :mod:`monitoring.stack.layout`'s command lines,
 which the Windows scheduled tasks start as well.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-from monitoring import alertmanager, prometheus_config, rules
-from monitoring.layout import Layout, alertmanager_command, prometheus_command
-from monitoring.stack import Stack
+from monitoring.content import alertmanager, prometheus, rules
+from monitoring.stack.layout import Layout, alertmanager_command, prometheus_command
+from monitoring.stack.schema import Stack
 from tasks.render.common import Artifact, Rendered, dump_yaml, template
 
 HEADER = "# rendered from stack.yaml by provider-fallback; edit stack.yaml, not this file\n"
@@ -58,7 +59,7 @@ def artifacts(stack: Stack, lay: Layout) -> Rendered:
     """
     out: Rendered = {
         PROMETHEUS_REL: Artifact(
-            dump_yaml(prometheus_config.build(stack, lay), HEADER), lay.prometheus_config),
+            dump_yaml(prometheus.build(stack, lay), HEADER), lay.prometheus_config),
         RULES_REL: Artifact(dump_yaml(rules.build(stack), HEADER), lay.prometheus_rules),
         # 0640 root:prometheus on Linux (tasks/linux/files.py): a webhook URL may carry a token.
         ALERTMANAGER_REL: Artifact(_alertmanager_yaml(stack, lay), lay.alertmanager_config,

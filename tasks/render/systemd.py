@@ -12,9 +12,9 @@ supervises the proxy itself (its process backend), as DESIGN.md decides.
 from __future__ import annotations
 
 from monitoring.agents.follower import DECISION_FILE, FOLLOWER_DIR
-from monitoring.layout import Layout, proxy_command, proxy_env, watchdog_command
-from monitoring.recovery import PROXY_PID_FILE
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout, proxy_command, proxy_env, watchdog_command
+from monitoring.stack.schema import Stack
+from monitoring.watchdog.recovery import PROXY_PID_FILE
 from tasks.render.common import Artifact, Rendered, template
 
 

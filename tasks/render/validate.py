@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from monitoring import stack_yaml
-from monitoring.stack import Stack
-from monitoring.stack_checks import Path as StackPath
-from monitoring.stack_checks import Problem
-from monitoring.stack_load import StackError
-from monitoring.stack_yaml import YamlError
+from monitoring.stack import reader as stack_yaml
+from monitoring.stack.checks import Path as StackPath
+from monitoring.stack.checks import Problem
+from monitoring.stack.load import StackError
+from monitoring.stack.reader import YamlError
+from monitoring.stack.schema import Stack
 from tasks.render.common import Artifact, Rendered
 
 #: What a format failure asks the user to do: the stack was valid, the file is not.

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from monitoring import metrics
 from monitoring.agents.wire import target_endpoints, windows_proxy_root
-from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import Layout, host_env_name, proxy_command, proxy_env
-from monitoring.probes import PROXY_ROUTE
-from monitoring.stack import AgentTarget, DirectTarget, LitellmTarget, Stack
-from monitoring.watchdog_config import (
+from monitoring.host_config import (
     AgentSpec,
     BudgetSpec,
     DegradedSpec,
@@ -29,6 +25,10 @@ from monitoring.watchdog_config import (
     WindowsEvents,
     WindowsSide,
 )
+from monitoring.proxy.cost_log import DEGRADED_MODEL
+from monitoring.stack.layout import Layout, host_env_name, proxy_command, proxy_env
+from monitoring.stack.schema import AgentTarget, DirectTarget, LitellmTarget, Stack
+from monitoring.watchdog.probes import PROXY_ROUTE
 from tasks.render import windows
 from tasks.render.common import Artifact, Rendered, dump_json
 

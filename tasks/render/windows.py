@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Any
 
-from monitoring.layout import (
+from monitoring.stack.layout import (
     Layout,
     alertmanager_command,
     host_env_names,
@@ -77,7 +77,7 @@ from monitoring.layout import (
     proxy_env,
     watchdog_command,
 )
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 from tasks.render.common import Artifact, Rendered, template
 from tasks.windows.taskxml import RUN_STOP_SDDL
 

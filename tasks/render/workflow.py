@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.layout import Layout, host_env_names
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout, host_env_names
+from monitoring.stack.schema import Stack
 from tasks.render.common import Artifact, Rendered, dump_yaml
 
 REL = "github/deploy-with-fallback.yml"

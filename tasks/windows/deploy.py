@@ -42,9 +42,9 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 
-from monitoring.layout import Layout, host_env_names, layout
-from monitoring.proxy_policy import CONFIG_ENV
-from monitoring.stack import Stack
+from monitoring.proxy.policy import CONFIG_ENV
+from monitoring.stack.layout import Layout, host_env_names, layout
+from monitoring.stack.schema import Stack
 from tasks.render.common import Rendered
 from tasks.render.windows import TASKS_REL, manage_script_path, task_specs
 from tasks.wheelhouse import WINDOWS_MARKERS, WINDOWS_PLATFORMS, wheel_directory
@@ -246,8 +246,9 @@ def windows_stack(stack: Stack, rendered: Rendered) -> None:
         wheel=str(PureWindowsPath(wheelhouse, inputs.project_wheel.name)),
         lock_sha256=file_sha256(inputs.lock), wheel_sha256=file_sha256(inputs.project_wheel))
 
-    # Under the host's names (provider keys PF_-prefixed, see monitoring.layout.host_env_names),
-    # each read from the controller's variable of the stack's name.
+    # Under the host's names (provider keys PF_-prefixed, see
+    # monitoring.stack.layout.host_env_names), each read from the controller's variable of the
+    # stack's name.
     for variable, host_variable in host_env_names(stack).items():
         environment.user_variable(name=f"User variable {host_variable}", variable=host_variable,
                                   from_env=variable)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from monitoring.stack import Release
+from monitoring.stack.schema import Release
 from tasks.wheelhouse import cache_root
 
 Opener = Callable[[str], IO[bytes]]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.stack_load import load_stack
+from monitoring.stack.load import load_stack
 from tests.conftest import REPO, STACK_FILE
 from tests.support import actionlint
 from tests.support.powershell import assert_parses, attribute_strings

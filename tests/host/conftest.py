@@ -25,9 +25,9 @@ import paramiko
 import pytest
 import testinfra
 
-from monitoring.layout import Layout, layout
-from monitoring.stack import Stack
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import Layout, layout
+from monitoring.stack.load import load_stack
+from monitoring.stack.schema import Stack
 from tasks.linux.files import deployed
 from tasks.render import render
 from tasks.render.common import Rendered

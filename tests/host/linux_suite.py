@@ -15,7 +15,7 @@ import re
 import yaml
 
 from monitoring import metrics
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 from tasks.linux.facts import PythonMarkers
 from tasks.linux.files import owner
 from tasks.wheelhouse import PROJECT, load_pins

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from monitoring.agents.follower import FOLLOWER_DIR
-from monitoring.layout import layout
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import load_stack
 from tests.host.conftest import STACK_FILE, unavailable
 from tests.support.deploy_run import fake_key, run_deploy, write_inventory
 from tests.support.polling import until

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from monitoring.rules import PROVIDER_DOWN
+from monitoring.content.rules import PROVIDER_DOWN
 from tests.host.conftest import HostEnv
 from tests.support.polling import until
 

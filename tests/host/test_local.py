@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitoring.layout import layout
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import load_stack
 from tests.host.conftest import STACK_FILE
 from tests.support.deploy_run import REPO, run_deploy
 from tests.support.polling import until

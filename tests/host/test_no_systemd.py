@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.layout import Layout, layout
-from monitoring.recovery import PROXY_LOG_FILE, PROXY_PID_FILE
-from monitoring.stack import Stack
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import Layout, layout
+from monitoring.stack.load import load_stack
+from monitoring.stack.schema import Stack
+from monitoring.watchdog.recovery import PROXY_LOG_FILE, PROXY_PID_FILE
 from tests.host.conftest import STACK_FILE, guest_get, parse_guest_get, unavailable
 from tests.support.deploy_run import DeployResult, fake_key, run_deploy, write_inventory
 from tests.support.polling import until

@@ -25,11 +25,11 @@ import httpx
 import pytest
 import yaml
 
-from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import host_env_name, layout
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.proxy.cost_log import DEGRADED_MODEL
+from monitoring.stack.layout import host_env_name, layout
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import litellm, watchdog
 from tests.conftest import STACK_FILE
 from tests.support.fake_upstream import FakeUpstream
@@ -113,7 +113,7 @@ def without_budget_hooks(config: dict[str, Any]) -> dict[str, Any]:
 
     The session proxy shows LiteLLM's own error shapes when a whole chain fails (the
     classifier's tests); the degraded cache would answer those requests with its 503. The
-    hooks have a proxy of their own (tests/monitoring/test_litellm_hooks.py).
+    hooks have a proxy of their own (tests/monitoring/proxy/test_litellm_hooks.py).
     """
     config.pop("environment_variables", None)
     config["model_list"] = [e for e in config["model_list"]
@@ -157,7 +157,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     }
     master_key = _key("sk-master-")
     # The proxy and the watchdog see the provider keys under their host names
-    # (PF_GROQ_API_KEY...), as the deploy gives them (monitoring.layout.host_env_names).
+    # (PF_GROQ_API_KEY...), as the deploy gives them (monitoring.stack.layout.host_env_names).
     env = {host_env_name(base, name): key for name, key in keys.items()}
     env[base.litellm.master_key_env] = master_key
     port = free_port()

@@ -19,9 +19,9 @@ import pytest
 
 from monitoring import metrics
 from monitoring.cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, main
-from monitoring.probes import PROXY_ROUTE
-from monitoring.state import load_state, save_state
-from monitoring.watchdog_config import Listen, WatchdogConfig
+from monitoring.host_config import Listen, WatchdogConfig
+from monitoring.watchdog.probes import PROXY_ROUTE
+from monitoring.watchdog.state import load_state, save_state
 from tests.monitoring.conftest import LiveStack
 from tests.support.cli_json import errors
 from tests.support.litellm_proxy import free_port

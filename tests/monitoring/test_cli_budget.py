@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from monitoring.cli import EXIT_OK, EXIT_USAGE, main
-from monitoring.cost_log import CostRecord, append_record
 from monitoring.events import EventLog
-from monitoring.stack import Stack
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.proxy.cost_log import CostRecord, append_record
+from monitoring.stack.schema import Stack
 from tests.support.cli_host import temp_host_config
 
 
@@ -48,7 +48,7 @@ def test_reset_needs_yes_and_releases_the_kill_switch(
         config_file: tuple[Path, WatchdogConfig], capsys: pytest.CaptureFixture[str]) -> None:
     path, config = config_file
     spend(config, 21.0)
-    from monitoring.kill_switch import KillSwitch
+    from monitoring.proxy.kill_switch import KillSwitch
     assert KillSwitch(config).update(21.0, True, datetime.now(UTC)) == "activated"
     assert main(["budget", "--config", str(path)]) == EXIT_OK
     assert "KILL-SWITCH" in capsys.readouterr().out
@@ -71,7 +71,7 @@ def test_a_reset_run_as_root_leaves_no_root_owned_file_to_the_service(
     (a root-owned file there failed the watchdog every tick: it runs as the service user)."""
     path, config = config_file
     spend(config, 21.0)
-    from monitoring.kill_switch import KillSwitch
+    from monitoring.proxy.kill_switch import KillSwitch
     assert KillSwitch(config).update(21.0, True, datetime.now(UTC)) == "activated"
     service_dirs = [Path(config.paths.log_dir), Path(config.paths.state_dir),
                     Path(config.paths.provider_config).parent]

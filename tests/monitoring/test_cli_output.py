@@ -21,14 +21,14 @@ import pytest
 
 from monitoring import console
 from monitoring.cli import EXIT_OK, EXIT_USAGE, NO_JSON, main, parser
-from monitoring.cost_log import CostRecord, append_record
 from monitoring.events import EventLog
-from monitoring.kill_switch import KillSwitch
-from monitoring.stack import Stack
-from monitoring.state import WatchdogState, save_state
+from monitoring.host_config import WatchdogConfig
+from monitoring.proxy.cost_log import CostRecord, append_record
+from monitoring.proxy.kill_switch import KillSwitch
+from monitoring.stack.schema import Stack
 from monitoring.version import LINUX_MARKER
-from monitoring.watchdog import WATCHDOG_PID_FILE
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.watchdog.loop import WATCHDOG_PID_FILE
+from monitoring.watchdog.state import WatchdogState, save_state
 from tasks.completion import subcommands
 from tests.support.cli_host import temp_host_config
 from tests.support.cli_json import errors

@@ -21,9 +21,9 @@ from monitoring.events import (
     redact,
     windows_event_writer,
 )
-from monitoring.layout import Layout
-from monitoring.stack import Stack
-from monitoring.watchdog_config import WindowsEvents
+from monitoring.host_config import WindowsEvents
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.render.watchdog import build
 
 REPO = Path(__file__).resolve().parents[2]

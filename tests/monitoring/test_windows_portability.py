@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from monitoring import atomic
-from monitoring.classify import process_alive
-from monitoring.kill_switch import KillSwitch
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.proxy.kill_switch import KillSwitch
+from monitoring.watchdog.classify import process_alive
 from tests.conftest import REPO
 from tests.monitoring.test_cli_budget import config_file, spend
 from tests.support.polling import until

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitoring.layout import layout
-from monitoring.stack import Stack
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.stack.layout import layout
+from monitoring.stack.schema import Stack
 from tasks.render import watchdog
 
 

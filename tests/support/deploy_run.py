@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tests.support.testhost import TestHost
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,9 +23,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import metrics
-from monitoring.layout import layout
-from monitoring.stack import Stack
-from monitoring.watchdog_config import Listen
+from monitoring.host_config import Listen
+from monitoring.stack.layout import layout
+from monitoring.stack.schema import Stack
 from tasks.render import watchdog
 from tests.support.litellm_proxy import free_port
 from tests.support.watchdog_harness import fast_config

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.layout import CORS_ORIGINS_ENV, PROXY_ENV
+from monitoring.stack.layout import CORS_ORIGINS_ENV, PROXY_ENV
 from tests.support.cached_build import built_once
 
 #: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
 #: prometheus-client `callbacks: ["prometheus"]` aborts start-up; without prisma a request
 #: with no key gets a plain-text 500 instead of a 401.
 COMPANIONS = ("prometheus-client==0.26.0", "prisma==0.15.0")
-#: The rendered config names the proxy's hooks by import path (monitoring.litellm_hooks). On a
+#: The rendered config names the proxy's hooks by import path (monitoring.proxy.litellm_hooks). On a
 #: host the project's wheel is installed in the proxy's venv; here the repository is put on
 #: the proxy's PYTHONPATH, so the cached venv stays the pinned LiteLLM alone and always runs
 #: the working tree's hooks.

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.events import EventLog
-from monitoring.exporter import Exporter
-from monitoring.probes import Prober
-from monitoring.recovery import Backend
-from monitoring.watchdog import Watchdog, agent_manager
-from monitoring.watchdog_config import Hysteresis, WatchdogConfig
+from monitoring.host_config import Hysteresis, WatchdogConfig
+from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.loop import Watchdog, agent_manager
+from monitoring.watchdog.probes import Prober
+from monitoring.watchdog.recovery import Backend
 
 
 def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.select import TASKS
+from monitoring.proxy.choice import TASKS
 from tasks import completion
 from tests.support.powershell import assert_parses
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitoring.stack import Stack
+from monitoring.stack.schema import Stack
 from tasks import next_steps
 from tests.support.litellm_proxy import free_port
 

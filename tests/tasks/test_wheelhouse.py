@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.stack_load import load_stack, parse_stack
+from monitoring.stack.load import load_stack, parse_stack
 from tasks import wheelhouse
 from tasks.wheelhouse import (
     WINDOWS_MARKERS,

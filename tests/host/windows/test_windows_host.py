@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.render.common import Rendered
 from tasks.render.windows import TASKS_REL, firewall_address, task_specs
 from tasks.windows import facts, files, taskxml

@@ -12,7 +12,7 @@ import yaml
 from monitoring.agents import ADAPTERS, adapter_for
 from monitoring.agents.base import GOOGLE_GEMINI_DEFAULT
 from monitoring.agents.engine import AgentManager
-from monitoring.watchdog_config import AgentSpec
+from monitoring.host_config import AgentSpec
 from tests.monitoring.agents.test_engine import KEYS, TARGETS, T
 
 REACH = {  # agent -> targets of TARGETS it can speak to

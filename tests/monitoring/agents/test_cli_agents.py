@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from monitoring.cli import EXIT_OK, main
-from monitoring.layout import layout
-from monitoring.stack_load import parse_stack
-from monitoring.watchdog import agent_manager
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.stack.layout import layout
+from monitoring.stack.load import parse_stack
+from monitoring.watchdog.loop import agent_manager
 from tasks.render import watchdog
 from tests.conftest import STACK_FILE
 

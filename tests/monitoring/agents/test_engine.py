@@ -12,7 +12,7 @@ import pytest
 
 from monitoring.agents import engine as engine_mod
 from monitoring.agents.engine import AgentManager
-from monitoring.watchdog_config import AgentSpec, TargetSpec
+from monitoring.host_config import AgentSpec, TargetSpec
 
 PROXY = "http://127.0.0.1:4000"
 KEYS = {"LITELLM_MASTER_KEY": "sk-master-0123456789abcdef", "GEMINI_API_KEY": "AIza-g-0123456789",
@@ -214,7 +214,7 @@ def test_a_missing_key_leaves_the_agent_unswitched(tmp_path: Path) -> None:
 
 def test_a_key_is_found_under_its_host_name_as_the_deployed_watchdog_holds_it(
         tmp_path: Path) -> None:
-    # The deploy gives the watchdog provider keys as PF_<NAME> (monitoring.layout): Gemini
+    # The deploy gives the watchdog provider keys as PF_<NAME> (monitoring.stack.layout): Gemini
     # CLI's .env and Aider's key file must still get the value on a failover to Google.
     env = {"LITELLM_MASTER_KEY": KEYS["LITELLM_MASTER_KEY"],
            "PF_GEMINI_API_KEY": KEYS["GEMINI_API_KEY"]}

@@ -17,12 +17,12 @@ import pytest
 from monitoring.agents import follower as fol
 from monitoring.cli import main
 from monitoring.events import EventLog, read_events
-from monitoring.exporter import Exporter
-from monitoring.layout import layout
-from monitoring.stack_load import parse_stack
-from monitoring.state import save_state
-from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.stack.layout import layout
+from monitoring.stack.load import parse_stack
+from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.loop import Watchdog
+from monitoring.watchdog.state import save_state
 from tasks.render import watchdog
 from tests.conftest import STACK_FILE
 from tests.support.polling import until

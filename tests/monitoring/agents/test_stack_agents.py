@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from monitoring.agents.base import GOOGLE_GEMINI_DEFAULT
-from monitoring.layout import layout
-from monitoring.stack_load import StackError, parse_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import StackError, parse_stack
 from tasks.render import watchdog
 from tests.conftest import STACK_FILE
 

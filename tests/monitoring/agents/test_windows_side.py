@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 from monitoring.agents import follower as fol
 from monitoring.events import EventLog
-from monitoring.exporter import Exporter
-from monitoring.layout import layout
-from monitoring.stack_load import load_stack
-from monitoring.watchdog import Watchdog
-from monitoring.watchdog_config import WatchdogConfig
+from monitoring.host_config import WatchdogConfig
+from monitoring.stack.layout import layout
+from monitoring.stack.load import load_stack
+from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.loop import Watchdog
 from tasks.render import watchdog
 from tests.conftest import STACK_FILE
 from tests.support.watchdog_harness import RecordingBackend, fast_config

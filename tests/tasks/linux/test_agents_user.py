@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from monitoring.stack_load import load_stack
+from monitoring.stack.load import load_stack
 from tasks.linux import agents
 
 ALICE = {"name": "alice", "uid": "1000", "gid": "1000", "home": "/home/alice",
@@ -102,7 +102,7 @@ def test_a_missing_user_is_refused_naming_the_field(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_bad_login_is_refused_by_the_stack_schema() -> None:
-    from monitoring.stack_load import StackError
+    from monitoring.stack.load import StackError
     with pytest.raises(StackError) as err:
         _stack("Not A Login")
     assert "agents_user" in err.value.report()

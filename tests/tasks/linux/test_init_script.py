@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.layout import Layout, layout
-from monitoring.stack import Stack
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import Layout, layout
+from monitoring.stack.load import load_stack
+from monitoring.stack.schema import Stack
 from tasks.render import render
 from tests.support.polling import until
 

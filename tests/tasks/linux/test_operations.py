@@ -18,7 +18,7 @@ import yaml
 from pyinfra.api.command import FileUploadCommand, PyinfraCommand, StringCommand
 from pyinfra.context import ctx_host
 
-from monitoring.stack_load import load_stack
+from monitoring.stack.load import load_stack
 from tasks.linux import firewall, operations
 from tasks.linux.files import owner
 from tasks.render import render

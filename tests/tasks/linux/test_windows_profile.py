@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from monitoring.stack_load import StackError, load_stack
+from monitoring.stack.load import StackError, load_stack
 from tasks.linux import agents
 
 ALICE = {"name": "alice", "uid": "1000", "gid": "1000", "home": "/home/alice",

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from monitoring.agents.follower import FOLLOWER_DIR
-from monitoring.layout import Layout, watchdog_command
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout, watchdog_command
+from monitoring.stack.schema import Stack
 from tasks.linux.agents import HOME_DROPIN, follower_instance, home_dropin
 from tasks.render.common import Rendered
 from tasks.render.systemd import follower_command, follower_defaults, follower_rels

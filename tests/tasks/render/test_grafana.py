@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from monitoring import grafana_provisioning
-from monitoring.layout import TARGET_OSES, TargetOS, layout
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.content import grafana as grafana_provisioning
+from monitoring.stack.layout import TARGET_OSES, TargetOS, layout
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import dashboard, grafana
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE

@@ -25,8 +25,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import render
 from tasks.render.common import Rendered
 from tasks.render.validate import format_problems, tool_problems

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from monitoring import metrics
-from monitoring.cost_log import DEGRADED_MODEL
-from monitoring.layout import Layout
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.proxy.cost_log import DEGRADED_MODEL
+from monitoring.stack.layout import Layout
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import litellm
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE
@@ -42,7 +42,7 @@ def test_every_model_alias_is_served_through_its_openai_compatible_endpoint(stac
 def test_agent_wire_formats_are_answered_over_the_upstreams_chat_endpoint(stack: Stack) -> None:
     """Codex (/v1/responses) and Claude Code (/v1/messages) reach every provider through its
     chat endpoint: LiteLLM would otherwise forward both to <api_base>/responses, which Gemini's
-    OpenAI endpoint lacks (tests/monitoring/test_proxy_wires.py runs them through the proxy)."""
+    OpenAI endpoint lacks (tests/monitoring/proxy/test_wires.py runs them through the proxy)."""
     config = litellm.config(stack)
     served = [e["litellm_params"] for e in config["model_list"]
               if e["model_name"] in stack.litellm.models]
@@ -174,7 +174,7 @@ def test_hooks_find_the_watchdog_config_of_the_host(rendered_linux: Rendered,
 @pytest.mark.live
 def test_hooks_load_in_the_real_proxy_and_hide_the_degraded_model(proxy: RunningProxy,
                                                                    stack: Stack) -> None:
-    """The proxy above runs the rendered config as is: it imported monitoring.litellm_hooks
+    """The proxy above runs the rendered config as is: it imported monitoring.proxy.litellm_hooks
     (else it would not have started) and /v1/models does not list degraded-cache."""
     # The hooks load their policy at first use: one request makes them run (its answer does
     # not matter here: no upstream is reachable from this proxy).

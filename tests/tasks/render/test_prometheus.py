@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring import rules
-from monitoring.layout import TARGET_OSES, TargetOS, layout
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.content import rules
+from monitoring.stack.layout import TARGET_OSES, TargetOS, layout
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import prometheus, render
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE, write_tree

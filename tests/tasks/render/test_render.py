@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.layout import TARGET_OSES, TargetOS
-from monitoring.stack import Stack
-from monitoring.stack_load import parse_stack
+from monitoring.stack.layout import TARGET_OSES, TargetOS
+from monitoring.stack.load import parse_stack
+from monitoring.stack.schema import Stack
 from tasks.render import SECRETS_REL, render
 from tasks.render.__main__ import main
 from tests.conftest import STACK_FILE

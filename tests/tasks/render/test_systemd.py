@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.layout import Layout, proxy_command, watchdog_command
-from monitoring.stack import Stack
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import Layout, proxy_command, watchdog_command
+from monitoring.stack.load import load_stack
+from monitoring.stack.schema import Stack
 from tasks.render import render
 from tasks.render.common import Rendered
 

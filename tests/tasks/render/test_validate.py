@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from monitoring.stack_load import StackError, parse_stack
+from monitoring.stack.load import StackError, parse_stack
 from tasks.render import render
 from tasks.render.__main__ import EXIT_INVALID, main
 from tasks.render.common import Artifact, Rendered
@@ -125,7 +125,7 @@ def test_deploy_refuses_bad_host_data_with_the_report_and_exit_2(tmp_path: Path)
     """The real pyinfra run of deploy.py (--dry; it stops before any operation)."""
     pyinfra = Path(shutil.which("pyinfra") or REPO / ".venv/bin/pyinfra")
     # One run (pyinfra starts slowly); the other host-data cases are checked in-process by
-    # tests/monitoring/test_stack_hostile.py through the same load_stack.
+    # tests/monitoring/stack/test_hostile.py through the same load_stack.
     for data, words in (({"stack": {"litellm": {"version": "1.82.07"}}}, "compromised"),):
         inventory = tmp_path / "inventory.py"
         inventory.write_text(f"hosts = [('@local', {data!r})]\n")

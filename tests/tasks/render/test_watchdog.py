@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.layout import TARGET_OSES, TargetOS, layout
-from monitoring.stack import AgentTarget, Stack
-from monitoring.watchdog_config import OWNED_KEYS, WatchdogConfig
+from monitoring.host_config import OWNED_KEYS, WatchdogConfig
+from monitoring.stack.layout import TARGET_OSES, TargetOS, layout
+from monitoring.stack.schema import AgentTarget, Stack
 from tasks.render import render
 
 REL = "watchdog/watchdog.json"

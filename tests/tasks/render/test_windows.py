@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitoring.layout import (
+from monitoring.stack.layout import (
     Layout,
     host_env_names,
     layout,
@@ -20,8 +20,8 @@ from monitoring.layout import (
     proxy_env,
     watchdog_command,
 )
-from monitoring.stack import Stack, prom_duration
-from monitoring.stack_load import StackError, parse_stack
+from monitoring.stack.load import StackError, parse_stack
+from monitoring.stack.schema import Stack, prom_duration
 from tasks.render import render, windows
 from tasks.render.common import Rendered
 from tests.conftest import STACK_FILE

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.layout import Layout, host_env_names
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout, host_env_names
+from monitoring.stack.schema import Stack
 from tasks.render import workflow
 from tasks.render.common import Rendered
 from tests.support import actionlint

@@ -30,8 +30,8 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import State, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_state
 
-from monitoring.layout import layout
-from monitoring.stack_load import load_stack
+from monitoring.stack.layout import layout
+from monitoring.stack.load import load_stack
 from tasks.render import render
 from tasks.windows import taskxml
 from tasks.windows.connector import WinRMConnector

@@ -10,7 +10,7 @@ from typing import IO
 
 import pytest
 
-from monitoring.stack import Release
+from monitoring.stack.schema import Release
 from tasks.windows import releases
 
 

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.render.windows import task_specs, task_xml
 from tasks.windows import taskxml
 from tests.tasks.windows.fakehost import check_task_xml
@@ -108,7 +108,7 @@ def test_the_host_suite_scripts_parse() -> None:
 def test_the_manual_scripts_agree_with_the_deploy(stack: Stack) -> None:
     """register-tasks.ps1 gives the proxy task the same DACL; firewall.ps1 makes no rule for a
     loopback proxy and scopes one to the base interpreter."""
-    from monitoring.layout import layout
+    from monitoring.stack.layout import layout
     from tasks.render.windows import firewall_script, register_script
     from tests.support.powershell import assert_parses, script_assignments
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring.layout import Layout
-from monitoring.stack import Stack
+from monitoring.stack.layout import Layout
+from monitoring.stack.schema import Stack
 from tasks.render.common import Rendered
 from tasks.render.windows import TASKS_REL, task_specs
 from tasks.windows import taskxml

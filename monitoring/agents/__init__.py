@@ -2,6 +2,10 @@
 
 One module per agent (its files per OS, format, keys, wire format, reachable targets, live
 reload, precedence traps); adding an agent means adding one module here and its test cases.
+
+May import: ``monitoring.agents``, ``monitoring.stack`` and the shared top modules. Never
+``proxy``, ``watchdog`` (which drives the agents), ``content``, the CLI or ``tasks``. Enforced
+by ``tests/test_import_directions.py``.
 """
 
 from __future__ import annotations

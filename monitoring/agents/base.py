@@ -14,15 +14,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from monitoring.agents.formats import Format
 from monitoring.agents.formats import Path as KeyPath
 from monitoring.host_config import TargetSpec
 
 Wire = Literal["openai-chat", "anthropic-messages", "openai-responses", "gemini-native"]
-WIRES: Final[tuple[Wire, ...]] = ("openai-chat", "anthropic-messages", "openai-responses",
-                                  "gemini-native")
+WIRES: Final[tuple[Wire, ...]] = get_args(Wire)
 #: Gemini CLI's own endpoint: a target pointing there means "drop the override".
 GOOGLE_GEMINI_DEFAULT: Final = "https://generativelanguage.googleapis.com"
 

@@ -35,6 +35,7 @@ from monitoring.events import EventLog
 from monitoring.host_config import WatchdogConfig
 from monitoring.proxy.budget import Level, budget_status
 from monitoring.proxy.cost_log import CostRecord, iter_records
+from monitoring.proxy.io_worker import LINGER_S
 from monitoring.proxy.kill_switch import KillState
 from monitoring.proxy.policy import ALL_DOWN_MESSAGE, KILL_SWITCH_HEADER, STALE_HEADER
 from monitoring.stack.layout import host_env_name, layout
@@ -149,6 +150,11 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookStack]:
 def clean(hooks: HookStack) -> Iterator[HookStack]:
     """No spend, no kill switch, no cached answers, healthy fakes with empty logs."""
     paths = hooks.config.paths
+    # The proxy's I/O worker writes after the answer went out: a previous test's last request
+    # may still be on its way to the files. Wait until they stay still for a moment, else
+    # its line lands in this test's fresh cost log.
+    written = (paths.cost_log, paths.alert_log, paths.provider_config)
+    poll(_still(written, max(4 * LINGER_S, 0.25)), 30, "the proxy's pending writes", interval=0.05)
     for name in (paths.cost_log, paths.alert_log, paths.provider_config, paths.event_log,
                  paths.event_jsonl, paths.state_file):
         with contextlib.suppress(FileNotFoundError):
@@ -166,6 +172,29 @@ def clean(hooks: HookStack) -> Iterator[HookStack]:
         up.clear_fault()
 
 
+
+
+def _still(paths: tuple[str, ...], window: float) -> Any:
+    """A poll check: True once none of ``paths`` changed (size, mtime) for ``window`` s."""
+    seen: dict[str, Any] = {"since": time.monotonic(), "stamps": None}
+
+    def stamps() -> list[tuple[int, int] | None]:
+        out: list[tuple[int, int] | None] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                out.append((st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return out
+
+    def check() -> bool | None:
+        now, current = time.monotonic(), stamps()
+        if current != seen["stamps"]:
+            seen["since"], seen["stamps"] = now, current
+            return None
+        return True if now - seen["since"] >= window else None
+    return check
 
 
 def records(h: HookStack, count: int, timeout: float = 30) -> list[CostRecord]:

@@ -33,6 +33,7 @@ from monitoring.events import EventLog
 from monitoring.host_config import WatchdogConfig
 from monitoring.watchdog.circuit import Circuit, circuit_of
 from monitoring.watchdog.exporter import Exporter
+from monitoring.watchdog.heap import keep_big_buffers_out_of_the_heap
 from monitoring.watchdog.loop import Watchdog
 from monitoring.watchdog.probes import PROXY_ROUTE, Prober
 from tests.monitoring.conftest import LiveStack
@@ -133,6 +134,9 @@ async def soak_until(dog: Watchdog, live: LiveStack, ticks: int) -> None:
 @aio
 async def test_the_watch_loop_keeps_a_flat_rss(live: LiveStack, tmp_path: Path,
                                                state: str) -> None:
+    # As `watch` does on a host (monitoring/watchdog/heap.py): big transient buffers stay
+    # out of the heap, so the test process's other threads do not fragment what is measured.
+    keep_big_buffers_out_of_the_heap()
     config = soak_config(live, tmp_path, state)
     seed_agent_file(config)
     set_faults(live, state)

@@ -81,9 +81,11 @@ class Decision:
 def decision_bytes(*, os_name: str, active: str | None, agents: Sequence[AgentSpec],
                    targets: Sequence[TargetSpec],
                    targets_of: Mapping[str, TargetSpec | None],
-                   why: Mapping[str, str], windows: WindowsSide | None = None) -> bytes:
-    """The decision file's bytes: deterministic, so an unchanged decision is not rewritten
-    and its ``id`` (a digest of the rest) says which decision a report answers."""
+                   why: Mapping[str, str], windows: WindowsSide | None = None
+                   ) -> tuple[bytes, str]:
+    """The decision file's bytes and its ``id``: deterministic, so an unchanged decision is
+    not rewritten and the ``id`` (a digest of the rest) says which decision a report
+    answers."""
     body: dict[str, Any] = {
         "version": VERSION, "active": active, "os": os_name,
         "agents": [a.model_dump(mode="json") for a in agents],
@@ -92,8 +94,8 @@ def decision_bytes(*, os_name: str, active: str | None, agents: Sequence[AgentSp
                             "why": why.get(name, "")} for name, t in targets_of.items()},
         "windows": windows.model_dump(mode="json") if windows is not None else None}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    body["id"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return (json.dumps(body, sort_keys=True, indent=1) + "\n").encode()
+    body["id"] = decision_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return (json.dumps(body, sort_keys=True, indent=1) + "\n").encode(), decision_id
 
 
 def publish(path: str | os.PathLike[str], data: bytes) -> bool:

@@ -163,6 +163,8 @@ class Watchdog:
         self._agent_errors: dict[str, str] = {}
         #: A decision file for a person's follower may be left from before (checked once).
         self._decision_left = True
+        #: The published decision: (its key, its id); rebuilt only when the key changes.
+        self._decision: tuple[object, str] | None = None
         self.agents = agent_manager(config, home, env=prober.env)
         # "restart your Codex session to follow" stays in status until the next switch.
         seen = self.state.extra.get("agents")
@@ -610,6 +612,7 @@ class Watchdog:
             with contextlib.suppress(FileNotFoundError):
                 (Path(self.config.paths.state_dir) / DECISION_FILE).unlink()
             self._decision_left = False
+            self._decision = None
         for name, target in decided.items():
             if followed is not None:
                 result = followed[name]
@@ -647,16 +650,22 @@ class Watchdog:
         whose decision the follower has not applied yet is ``pending`` (not an error)."""
         why = {name: f"{self.agents.adapter(name).label} can speak to no usable target"
                for name, target in decided.items() if target is None}
-        data = decision_bytes(os_name=self.config.os, active=to.name,
-                              agents=self.config.agents, targets=self.config.targets,
-                              targets_of=decided, why=why,
-                              windows=self.config.windows_side)
+        # The decision changes only on a switch: built and written then (or when the file
+        # went missing), not every tick.
+        wanted = (to.name, tuple((name, t.name if t else None) for name, t in decided.items()))
+        path = Path(self.config.paths.state_dir) / DECISION_FILE
+        if self._decision is None or self._decision[0] != wanted or not path.exists():
+            data, decision_id = decision_bytes(
+                os_name=self.config.os, active=to.name, agents=self.config.agents,
+                targets=self.config.targets, targets_of=decided, why=why,
+                windows=self.config.windows_side)
+            try:
+                publish(path, data)
+            except OSError as exc:
+                log.error("cannot publish the agents' decision: %s", exc)
+            self._decision = (wanted, decision_id)
+        decision_id = self._decision[1]
         self._decision_left = True
-        try:
-            publish(Path(self.config.paths.state_dir) / DECISION_FILE, data)
-        except OSError as exc:
-            log.error("cannot publish the agents' decision: %s", exc)
-        decision_id = json.loads(data)["id"]
         report = whose.report()
         phrase = whose.phrase(report)
         out: dict[str, AgentResult] = {}

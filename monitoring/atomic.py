@@ -112,6 +112,13 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``: ``os.write`` may write less (a full disk, a signal)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def fsync_dir(directory: StrPath) -> None:
     """Make a rename or create inside ``directory`` durable (POSIX; a no-op on Windows).
 
@@ -182,10 +189,7 @@ def _write_replace(
                 os.fchmod(fd, mode)
                 if owner is not None and _is_root():
                     os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -272,9 +276,7 @@ def replace_cache_entry(path: StrPath, data: bytes, mode: int = 0o600) -> None:
     try:
         fd = os.open(tmp, flags, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         _replace(tmp, target)
@@ -363,9 +365,7 @@ def append_locked(path: StrPath, data: bytes, mode: int,
             _to_directory_owner(fd, target)
             if repair is not None:
                 data = repair(fd) + data
-            written = os.write(fd, data)
-            while written < len(data):  # only on a full disk or similar; the rest, best effort
-                written += os.write(fd, data[written:])
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

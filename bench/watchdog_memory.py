@@ -181,7 +181,7 @@ def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
     """Fakes, the rendered proxy config (with hooks) and the watchdog config, under ``tmp``."""
     import yaml
 
-    from monitoring.stack.layout import layout
+    from monitoring.stack.layout import PROXY_MODULE, layout
     from monitoring.watchdog import recovery
     from tasks.render import litellm, watchdog
     from tests.support.fake_upstream import FakeUpstream
@@ -202,7 +202,7 @@ def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
              for k, v in config.paths.model_dump().items()}
     venv = ensure_venv(stack.litellm.version)
     proxy_yaml = tmp / "litellm.yaml"
-    command = [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
                str(proxy_yaml), "--host", "127.0.0.1", "--port", str(port)]
     proxy = config.proxy.model_copy(update={
         "command": command, "config_path": str(proxy_yaml), "systemd_unit": None})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import Final, Literal
 
 from monitoring.stack.schema import Stack, prom_duration
 
@@ -178,16 +178,23 @@ def host_env_name(stack: Stack, name: str) -> str:
     return host_env_names(stack).get(name, name)
 
 
+#: What the proxy's interpreter runs (``python -m``): LiteLLM's proxy, stopped cleanly by SIGTERM.
+PROXY_MODULE: Final = "monitoring.proxy.serve"
+
+
 def proxy_command(stack: Stack, lay: Layout) -> list[str]:
     """The proxy's command line. ``python -m litellm`` (the runbook's) does not start the proxy:
-    the package has no ``__main__``; ``litellm.proxy.proxy_cli`` is what its console script runs.
+    the package has no ``__main__``. :data:`PROXY_MODULE` runs what its console script runs
+    (``litellm.proxy.proxy_cli``), after making SIGTERM a normal exit: started directly, the
+    proxy dies by the signal uvicorn re-raises after its shutdown, and no ``atexit`` handler
+    runs (the last answers' cost-log lines were lost; see :mod:`monitoring.proxy.serve`).
 
     ``--log_config``: uvicorn's request log would write three lines a second from the
     watchdog's probes alone (~260,000 a day into the journal or litellm.log); the rendered
     config keeps LiteLLM's and uvicorn's own messages and drops the per-request lines.
     """
     listen = stack.litellm.listen
-    return [lay.python, "-m", "litellm.proxy.proxy_cli", "--config", lay.litellm_config,
+    return [lay.python, "-m", PROXY_MODULE, "--config", lay.litellm_config,
             "--host", listen.host, "--port", str(listen.port),
             "--log_config", lay.litellm_log_config]
 

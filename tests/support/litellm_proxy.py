@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.stack.layout import CORS_ORIGINS_ENV, PROXY_ENV
+from monitoring.stack.layout import CORS_ORIGINS_ENV, PROXY_ENV, PROXY_MODULE
 from tests.support.cached_build import built_once
 
 #: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
@@ -88,13 +88,15 @@ class ProxyProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.log = config.parent / "litellm.log"
         self.process: subprocess.Popen[bytes] | None = None
+        #: How the last stop ended: 0 is a clean exit (atexit ran), -15 death by SIGTERM.
+        self.returncode: int | None = None
 
     def start(self, deadline_s: float = 300) -> None:
         # 300 s: LiteLLM's imports alone took over 120 s with the 2 cores saturated
         # (issue 13, item 8); an idle machine starts it in well under 30 s.
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+                [str(self.venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
                  str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=self.config.parent,
                 env={**os.environ, **PROXY_ENV, CORS_ORIGINS_ENV: self.url,
@@ -116,6 +118,7 @@ class ProxyProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.returncode = self.process.returncode
         self.process = None
 
 

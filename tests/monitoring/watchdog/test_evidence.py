@@ -32,7 +32,7 @@ import yaml
 from monitoring import metrics
 from monitoring.events import read_events
 from monitoring.host_config import Listen, Restart
-from monitoring.stack.layout import PROXY_ENV
+from monitoring.stack.layout import PROXY_ENV, PROXY_MODULE
 from monitoring.watchdog.circuit import Circuit, circuit_of
 from monitoring.watchdog.classify import FOREIGN_LISTENER, NOT_API
 from monitoring.watchdog.probes import PROXY_ROUTE
@@ -256,7 +256,7 @@ async def test_a_busy_proxy_is_left_alone_and_a_stopped_one_is_restarted(
     config_path = blocking_proxy_config(live, workdir)
     port = free_port()
     venv = ensure_venv(live.stack.litellm.version)
-    command = [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
                str(config_path), "--host", "127.0.0.1", "--port", str(port)]
     proxy = live.config.proxy.model_copy(update={
         "url": f"http://127.0.0.1:{port}", "command": command, "config_path": str(config_path)})

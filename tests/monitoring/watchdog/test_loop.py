@@ -19,7 +19,7 @@ import pytest
 from monitoring import metrics
 from monitoring.events import read_events
 from monitoring.host_config import Restart, WatchdogConfig
-from monitoring.stack.layout import PROXY_ENV
+from monitoring.stack.layout import PROXY_ENV, PROXY_MODULE
 from monitoring.watchdog.circuit import Circuit, circuit_of
 from monitoring.watchdog.loop import Watchdog
 from monitoring.watchdog.probes import PROXY_ROUTE
@@ -217,7 +217,7 @@ async def test_a_proxy_killed_with_sigkill_is_restarted_and_counted(
         monkeypatch.setenv(name, value)  # the supervised proxy inherits the keys
     port = free_port()
     venv = ensure_venv(live.stack.litellm.version)
-    command = [str(venv / "bin" / "python"), "-m", "litellm.proxy.proxy_cli", "--config",
+    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
                str(live.proxy.config), "--host", "127.0.0.1", "--port", str(port)]
     config = process_config(live, tmp_path, command, port, Restart(
         backoff_initial=1, backoff_max=10, max_per_hour=5, startup_timeout=60))

@@ -4,7 +4,7 @@ What is rendered, relative to ``build/windows/``:
 
 ``windows/scripts/manage-litellm.ps1``
     start, stop, status, restart or run the proxy (10.1), with the exact command line of
-    :func:`tasks.render.litellm.proxy_command`. ``stop`` ends only this proxy (its PID file and
+    :func:`monitoring.stack.layout.proxy_command`. ``stop`` ends only this proxy (its PID file and
     the processes whose command line names its config), never every ``python.exe`` as the
     runbook's ``taskkill /IM python.exe`` does; ``status`` asks ``/health/liveliness``, never
     ``/health`` (which makes a paid call to every model).

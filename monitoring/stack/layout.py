@@ -51,6 +51,9 @@ class Layout:
     grafana_dashboards_dir: str
     scripts_dir: str | None
     units_dir: str | None
+    #: Windows: the file whose creation asks the proxy to stop cleanly (no SIGTERM there; see
+    #: monitoring.proxy.serve). None on Linux, where SIGTERM does it.
+    proxy_stop_file: str | None = None
 
     def join(self, *parts: str) -> str:
         """Join path parts with this OS's separator."""
@@ -135,6 +138,7 @@ def layout(stack: Stack, target: TargetOS) -> Layout:
         grafana_dashboards_dir=str(wdash),
         scripts_dir=str(root / "scripts"),
         units_dir=None,
+        proxy_stop_file=str(root / "state" / "litellm.stop"),
     )
 
 
@@ -180,6 +184,10 @@ def host_env_name(stack: Stack, name: str) -> str:
 
 #: What the proxy's interpreter runs (``python -m``): LiteLLM's proxy, stopped cleanly by SIGTERM.
 PROXY_MODULE: Final = "monitoring.proxy.serve"
+#: What releases before it ran: a Windows stop still recognises such a proxy when upgrading.
+LEGACY_PROXY_MODULE: Final = "litellm.proxy.proxy_cli"
+#: monitoring.proxy.serve's option naming its stop file (Windows).
+STOP_FILE_OPTION: Final = "--stop-file"
 
 
 def proxy_command(stack: Stack, lay: Layout) -> list[str]:
@@ -194,7 +202,8 @@ def proxy_command(stack: Stack, lay: Layout) -> list[str]:
     config keeps LiteLLM's and uvicorn's own messages and drops the per-request lines.
     """
     listen = stack.litellm.listen
-    return [lay.python, "-m", PROXY_MODULE, "--config", lay.litellm_config,
+    stop = [STOP_FILE_OPTION, lay.proxy_stop_file] if lay.proxy_stop_file else []
+    return [lay.python, "-m", PROXY_MODULE, *stop, "--config", lay.litellm_config,
             "--host", listen.host, "--port", str(listen.port),
             "--log_config", lay.litellm_log_config]
 

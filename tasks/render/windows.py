@@ -69,6 +69,7 @@ from pathlib import PureWindowsPath
 from typing import Any
 
 from monitoring.stack.layout import (
+    LEGACY_PROXY_MODULE,
     Layout,
     alertmanager_command,
     host_env_names,
@@ -88,6 +89,9 @@ POWERSHELL = r"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe"
 START_TIMEOUT_S = 120
 #: Seconds ``stop`` waits for the proxy processes to be gone.
 STOP_TIMEOUT_S = 30
+#: Seconds ``stop`` gives the proxy to finish its answers and exit after the stop file, before
+#: it ends what is left by force (uvicorn's graceful shutdown waits for open answers).
+GRACEFUL_STOP_TIMEOUT_S = 20
 #: Timeout of one liveliness request, in milliseconds.
 PROBE_TIMEOUT_MS = 3000
 #: ``run`` moves a proxy log aside (to ``<name>.1``) when it is larger than this at start.
@@ -308,14 +312,17 @@ def _script(script: str, **context: Any) -> bytes:
     return "\ufeff".encode() + template(f"windows/{script}.j2", **context)
 
 
-def _proxy_markers(stack: Stack, lay: Layout) -> list[str]:
-    """Strings every command line of this proxy holds (its config path, and the module it
-    runs): ``stop`` ends only processes whose command line holds all of them."""
+def _proxy_markers(lay: Layout) -> list[str]:
+    """Strings every command line of this proxy holds (its config path): ``stop`` ends only
+    processes whose command line holds all of them and one of :func:`_proxy_modules`."""
+    return [lay.litellm_config]
+
+
+def _proxy_modules(stack: Stack, lay: Layout) -> list[str]:
+    """The modules a proxy of this host runs: this release's, and the one releases before it
+    ran (an upgrade's restart must still stop that proxy, not find it "already running")."""
     command = proxy_command(stack, lay)
-    markers = [lay.litellm_config]
-    if "-m" in command[:-1]:
-        markers.append(command[command.index("-m") + 1])
-    return markers
+    return [command[command.index("-m") + 1], LEGACY_PROXY_MODULE]
 
 
 def manage_script(stack: Stack, lay: Layout) -> bytes:
@@ -326,7 +333,10 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
         "manage-litellm.ps1",
         python=command[0],
         proxy_arguments=windows_cmdline(command[1:]),
-        markers=_proxy_markers(stack, lay),
+        markers=_proxy_markers(lay),
+        modules=_proxy_modules(stack, lay),
+        stop_file=lay.proxy_stop_file,
+        graceful_stop_timeout=GRACEFUL_STOP_TIMEOUT_S,
         state_dir=lay.state_dir,
         log_dir=lay.log_dir,
         pid_file=lay.state("litellm.pid"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.stack.layout import CORS_ORIGINS_ENV, PROXY_ENV, PROXY_MODULE
+from monitoring.stack.layout import CORS_ORIGINS_ENV, PROXY_ENV, PROXY_MODULE, STOP_FILE_OPTION
 from tests.support.cached_build import built_once
 
 #: Beside litellm[proxy] the proxy needs these (see shared/notes/litellm.md): without
@@ -87,6 +87,8 @@ class ProxyProcess:
         self.venv, self.config, self.port, self.env = venv, config, port, env
         self.url = f"http://127.0.0.1:{port}"
         self.log = config.parent / "litellm.log"
+        #: The Windows way to stop it cleanly (monitoring.proxy.serve), also offered here.
+        self.stop_file = config.parent / "litellm.stop"
         self.process: subprocess.Popen[bytes] | None = None
         #: How the last stop ended: 0 is a clean exit (atexit ran), -15 death by SIGTERM.
         self.returncode: int | None = None
@@ -96,7 +98,8 @@ class ProxyProcess:
         # (issue 13, item 8); an idle machine starts it in well under 30 s.
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
+                [str(self.venv / "bin" / "python"), "-m", PROXY_MODULE, STOP_FILE_OPTION,
+                 str(self.stop_file), "--config",
                  str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=self.config.parent,
                 env={**os.environ, **PROXY_ENV, CORS_ORIGINS_ENV: self.url,
@@ -109,10 +112,15 @@ class ProxyProcess:
             tail = self.log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{exc}\n--- proxy log tail ---\n{tail}") from None
 
-    def stop(self) -> None:
+    def stop(self, *, by_file: bool = False) -> None:
+        """SIGTERM (Linux's clean stop), or the stop file (what Windows' manage script does);
+        killed if it is still running after 20 s either way."""
         if self.process is None:
             return
-        self.process.terminate()
+        if by_file:
+            self.stop_file.write_text("stop")
+        else:
+            self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

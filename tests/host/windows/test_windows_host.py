@@ -221,6 +221,18 @@ ConvertTo-Json -Compress -InputObject ([ordered]@{ status = [int]$r.StatusCode }
     assert status.rc == 0, status.stdout
 
 
+def test_a_restart_stops_the_proxy_cleanly_by_its_stop_file(powershell: Run, stack: Stack,
+                                                             lay: Layout) -> None:
+    """Windows has no SIGTERM: ``restart`` asks the proxy to exit through its stop file
+    (monitoring.proxy.serve) and must not need the force it keeps for a hung one."""
+    result = powershell(ps.script("manage restart",
+                                  {"Script": f"{lay.scripts_dir}\\manage-litellm.ps1"},
+                                  "& $Script -Action restart\nexit $LASTEXITCODE"))
+    assert result.rc == 0, (result.stdout, result.stderr)
+    assert "exited cleanly" in result.stdout, result.stdout
+    assert "by force" not in result.stdout + result.stderr, result.stderr
+
+
 def test_keys_set_on_the_controller_are_the_hosts(fact: Fact, stack: Stack) -> None:
     host = os.environ["WINRM_HOST"]
     for name in stack.secret_env_names():

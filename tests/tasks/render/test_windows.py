@@ -13,6 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitoring.stack.layout import (
+    LEGACY_PROXY_MODULE,
+    PROXY_MODULE,
+    STOP_FILE_OPTION,
     Layout,
     host_env_names,
     layout,
@@ -219,6 +222,25 @@ def test_manage_script_runs_the_exact_proxy_command(
     assert values["DefaultKeyNames"] == [n for n, h in host_env_names(stack).items() if n != h]
     assert "GROQ_API_KEY" in values["DefaultKeyNames"]
     assert windows_layout.litellm_config in values["ProxyMarkers"]
+    # A proxy of this release or of the one before (an upgrade's restart must stop it).
+    assert values["ProxyModules"] == [PROXY_MODULE, LEGACY_PROXY_MODULE]
+    assert command[1:4] == ["-m", PROXY_MODULE, STOP_FILE_OPTION]
+
+
+def test_manage_script_asks_for_a_clean_stop_before_any_force(
+        win: Rendered, windows_layout: Layout) -> None:
+    """Windows has no SIGTERM: the stop file the proxy watches (monitoring.proxy.serve) comes
+    first, and Stop-Process only for what is still running after the grace period."""
+    data = script(win, "manage-litellm.ps1")
+    values = script_assignments(data)
+    assert values["StopFile"] == [windows_layout.proxy_stop_file]
+    assert windows_layout.proxy_stop_file in proxy_command_of(values)
+    stop_proxy = data[data.index(b"function Stop-Proxy"):]
+    assert stop_proxy.index(b"Request-CleanStop") < stop_proxy.index(b"Stop-Process")
+
+
+def proxy_command_of(values: dict[str, list[str]]) -> list[str]:
+    return split_cmdline(values["ProxyArguments"][0])
 
 
 def test_manage_script_paths_come_from_the_layout(

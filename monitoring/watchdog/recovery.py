@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
 
-#: manage-litellm.ps1 may take 30 s to stop the proxy and 120 s to see it start again.
-COMMAND_TIMEOUT_S = 180
+#: manage-litellm.ps1 may give the proxy 20 s to exit cleanly, take 30 s more to end it by
+#: force and 120 s to see it start again.
+COMMAND_TIMEOUT_S = 200
 
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:

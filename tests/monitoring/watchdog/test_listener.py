@@ -1,4 +1,6 @@
-"""Who holds a port: the uid from /proc/net/tcp, the process named where the OS allows."""
+"""Who holds a port: the uid from the kernel's socket table, the process named where the OS
+allows. Every test runs on both tables: netlink sock_diag, and /proc/net/tcp where netlink is
+refused (WSL 1, a sandbox)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,18 @@ from monitoring.watchdog.listener import (
     is_loopback,
     own_uid,
 )
+from monitoring.watchdog import sock_diag
 from tests.support.polling import until
+
+
+@pytest.fixture(autouse=True, params=["netlink", "proc"])
+def table(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which socket table the check reads: netlink, or /proc/net/tcp when netlink is absent."""
+    if request.param == "proc":
+        monkeypatch.setattr(sock_diag, "listening", lambda: None)
+    elif sock_diag.listening() is None:
+        pytest.skip("netlink sock_diag is not available here")
+    return str(request.param)
 
 
 def test_our_own_listener_is_ours_and_named() -> None:

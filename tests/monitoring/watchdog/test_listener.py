@@ -12,6 +12,7 @@ import tracemalloc
 
 import pytest
 
+from monitoring.watchdog import sock_diag
 from monitoring.watchdog.listener import (
     cpu_seconds,
     find_listener,
@@ -19,7 +20,6 @@ from monitoring.watchdog.listener import (
     is_loopback,
     own_uid,
 )
-from monitoring.watchdog import sock_diag
 from tests.support.polling import until
 
 

@@ -215,6 +215,8 @@ async def test_a_proxy_killed_with_sigkill_is_restarted_and_counted(
         live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in live.env.items():
         monkeypatch.setenv(name, value)  # the supervised proxy inherits the keys
+    # ... and runs monitoring.proxy.serve from this checkout (a host has it in its venv).
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[3]))
     port = free_port()
     venv = ensure_venv(live.stack.litellm.version)
     command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",

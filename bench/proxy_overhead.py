@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import yaml
 
+from monitoring.proxy.degraded_cache import segment_files
 from monitoring.proxy.io_worker import THREAD_NAME
 from monitoring.stack.layout import host_env_name, layout
 from monitoring.stack.load import parse_stack
@@ -109,6 +110,11 @@ def _thread_switches(pid: int, name: str) -> int | None:
         except OSError:
             continue
     return total if found else None
+
+
+def cache_lines(directory: Path) -> int:
+    """Answers in a degraded cache's segments on disk (superseded copies included)."""
+    return sum(path.read_bytes().count(b"\n") for path in segment_files(directory))
 
 
 def _rss_mb(pid: int) -> float:
@@ -461,7 +467,7 @@ def policy_cpu(requests: int, work: Path) -> dict[str, Any]:
     return {"requests": requests, "cpu_ms_per_request": cpu / requests * 1000,
             "wall_s": time.monotonic() - wall,
             "cost_log_lines": (work / "costs.log").read_bytes().count(b"\n"),
-            "cache_entries": len(list((work / "cache").glob("*.json"))),
+            "cache_entries": cache_lines(work / "cache"),
             "rss_mb": [*rss, (requests, round(_rss_mb(os.getpid()), 1))]}
 
 
@@ -507,7 +513,7 @@ def main() -> None:
             rig.stop()  # SIGTERM: a clean stop, so the hooked proxy drains its queue
         side = rig.sides["with"]
         lines = side.cost_log.read_bytes().count(b"\n") if side.cost_log.exists() else 0
-        cache = len(list((Path(tmp) / "with/cache").glob("*.json")))
+        cache = cache_lines(Path(tmp) / "with/cache")
     out = {"cpus": len(os.sched_getaffinity(0)), "pinned": rig.pinned,
            "seconds_per_round": args.seconds, "rounds": args.rounds,
            "load_average": {"before": load_before, "after": os.getloadavg()},

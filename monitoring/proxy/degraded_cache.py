@@ -18,7 +18,7 @@ a create, a rename and an unlink per request, and on a file system mounted with 
 ``discard`` the unlink of a file already on disk blocks for ~0.1 ms (issue 13, item B7). A
 segment is closed and a new one started once it holds a tenth of either bound
 (:data:`SEGMENTS`), so a full cache is about ten files. The index (key -> segment, offset,
-length) lives in memory, about 150 B an entry, so memory is bounded with the entries; a
+length) lives in memory, about 200 B an entry, so memory is bounded with the entries; a
 restarted proxy rebuilds it by reading the segments, oldest first (the newest copy of a key
 wins). A segment is never appended to by a later process: a line a crash left torn (no
 newline, or not JSON) stays where it is, is skipped by the scan and never served. Lines are
@@ -29,9 +29,9 @@ Bounds. The cache holds at most ``max_entries`` lines and ``max_bytes`` bytes of
 disk; a superseded copy of an answer (the same request stored again) counts until its segment
 goes, so the answers it can serve are at most as many. Eviction rule: the segments written
 longest ago go first, whole. Before an answer is appended, the oldest segments are deleted
-until the answer fits within both bounds, so the bounds are never exceeded (except by the torn
-tail a crash can leave); the price of deleting whole segments is that right after an eviction
-the cache holds up to one segment (a tenth of a bound) less than it could. An answer larger
+until the answer fits within both bounds, so the bounds are never exceeded (a torn tail counts
+in the bytes); the price of deleting whole segments is that right after an eviction the cache
+holds up to one segment (a tenth of a bound) less than it could. An answer larger
 than a tenth of ``max_bytes`` is not kept at all. Storing an answer again makes it the newest:
 its new line is in the newest segment and outlives the old one.
 
@@ -43,9 +43,10 @@ before the next append (its link count is 0) and a new one is started.
 
 Threads. Only the proxy's I/O worker thread stores (:class:`monitoring.proxy.io_worker.ProxyIO`);
 lookups run on the proxy's event loop. The index and the segment list change under one lock,
-held for dictionary updates only (never for a write, a read or an unlink), and an answer enters
-the index only after its line is completely written, so a lookup never reads a half-written
-line; a lookup that finds its segment deleted meanwhile (evicted) answers None.
+held for dictionary updates only (never for a write, a read or an unlink, except by the scan
+that builds the index once, which the I/O worker starts), and an answer enters the index only
+after its line is completely written, so a lookup never reads a half-written line; a lookup
+that finds its segment deleted meanwhile (evicted) answers None.
 """
 
 from __future__ import annotations
@@ -225,8 +226,7 @@ class DegradedCache:
                     path.unlink()
                 continue
             for key, loc in found:
-                index.pop(key, None)  # the newest copy wins, and counts as the newest
-                index[key] = loc
+                index[key] = loc  # a later copy (segment, line) is newer: it wins
                 segment.keys.append(key)
             self._segments[number] = segment
             self._lines += len(segment.keys)
@@ -281,7 +281,10 @@ class DegradedCache:
             if written != len(line):  # a full disk: the segment ends in a torn line
                 raise OSError(errno.ENOSPC, f"{written} of {len(line)} bytes written")
         except OSError:
-            self._seal(grown_to=os.fstat(fd).st_size)
+            grown_to = None
+            with contextlib.suppress(OSError):
+                grown_to = os.fstat(fd).st_size
+            self._seal(grown_to)
             raise
         with self._lock:
             if self._segments.get(segment.number) is segment:
@@ -344,8 +347,8 @@ class DegradedCache:
         doomed: list[Path] = []
         with self._lock:
             while self._lines + 1 > self.max_entries or self._bytes + room > self.max_bytes:
-                oldest = next(iter(self._segments.values()))
-                if oldest is keep:
+                oldest = next(iter(self._segments.values()), None)
+                if oldest is None or oldest is keep:
                     break
                 self._forget(oldest)
                 doomed.append(oldest.path)

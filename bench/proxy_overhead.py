@@ -343,12 +343,16 @@ async def warm(rig: Rig, requests: int) -> None:
     for side in rig.sides.values():
         todo = iter(range(requests))  # shared: the 4 loops take the requests one by one
 
-        async def loop(client: httpx.AsyncClient, url: str, todo: Any) -> None:
+        async def loop(client: httpx.AsyncClient, side: Side, todo: Any) -> None:
             for _ in todo:
-                await _send(client, url, headers, False, "warm")
+                error = await _send(client, side.proxy.url, headers, False, "warm")
+                if error is None:
+                    side.answered += 1
+                else:
+                    side.errors[error] += 1
 
         async with _client(4) as client:
-            await asyncio.gather(*(loop(client, side.proxy.url, todo) for _ in range(4)))
+            await asyncio.gather(*(loop(client, side, todo) for _ in range(4)))
 
 
 async def measure(rig: Rig, seconds: float, rounds: int, clients_list: tuple[int, ...],

@@ -39,6 +39,15 @@ def _cache(caches: list[DegradedCache], directory: Path, **bounds: int) -> Degra
     return cache
 
 
+def _filled(caches: list[DegradedCache], directory: Path, count: int,
+            **bounds: int) -> DegradedCache:
+    """A cache holding ``k0`` .. ``k<count-1>`` (answer ``n``), stored at NOW."""
+    cache = _cache(caches, directory, **bounds)
+    for n in range(count):
+        _store(cache, f"k{n}", n)
+    return cache
+
+
 def _store(cache: DegradedCache, key: str, n: Any, now: datetime = NOW, **extra: Any) -> None:
     cache.store(key, {"n": n, **extra}, model="m", served_by="m", now=now)
 
@@ -89,9 +98,7 @@ def test_an_expired_lookup_removes_its_segment_once_nothing_newer_is_in_it(
 
 def test_the_oldest_segments_are_evicted_first_and_a_stored_again_answer_is_newest(
         tmp_path: Path, caches: list[DegradedCache]) -> None:
-    cache = _cache(caches, tmp_path / "c", max_entries=3)  # one line a segment: exact
-    for n in range(5):
-        _store(cache, f"k{n}", n)
+    cache = _filled(caches, tmp_path / "c", 5, max_entries=3)  # one line a segment: exact
     assert [_found(cache, f"k{n}") for n in range(5)] == [None, None, 2, 3, 4]
     _store(cache, "k2", 22)  # stored again: newest
     _store(cache, "k5", 5)
@@ -234,9 +241,7 @@ def test_a_segment_deleted_behind_its_back_is_replaced_at_the_next_store(
 def test_a_restarted_cache_rebuilds_its_index_from_the_segments(
         tmp_path: Path, caches: list[DegradedCache]) -> None:
     directory = tmp_path / "c"
-    first = _cache(caches, directory, max_entries=40)
-    for n in range(10):
-        _store(first, f"k{n}", n)
+    first = _filled(caches, directory, 10, max_entries=40)
     _store(first, "k3", 33)  # the newest copy, in a later segment
     first.close()
     again = _cache(caches, directory, max_entries=40)
@@ -292,9 +297,7 @@ def test_expired_segments_and_the_one_file_per_answer_layout_are_removed_at_star
 def test_the_watchdogs_prune_removes_segments_not_appended_to_within_the_ttl(
         tmp_path: Path, caches: list[DegradedCache]) -> None:
     directory = tmp_path / "c"
-    proxy = _cache(caches, directory, max_entries=20)
-    for n in range(6):
-        _store(proxy, f"k{n}", n)
+    proxy = _filled(caches, directory, 6, max_entries=20)
     old, older, newest = segment_files(directory)
     stale = NOW.timestamp() - TTL - 10
     for path in (old, older, newest):

@@ -1,6 +1,8 @@
 """What the project's proxy hooks cost on LiteLLM's request path (run by hand; issue 13, item 7).
 
     python -m bench.proxy_overhead [--seconds 8] [--rounds 3] [--null] [--rss-requests 100000]
+                                   [--clients 1,16,64] [--modes plain,stream]
+                                   [--warm-requests 1500]
                                    [--json bench/results/proxy-overhead.json]
 
 Real, pinned LiteLLM proxies from the same rendered config, side by side against one fast local
@@ -24,7 +26,11 @@ than 200) are counted per side and reported; the round goes on. Each round opens
 connections, so no round reuses a keep-alive connection that the proxy closed while another
 side's round ran. Reported: the median over the rounds for each side, the ratios (with /
 without) and the 1-minute load average during the rounds (a shared machine: throughput ratios
-are noisy there, CPU per request much less).
+are noisy there, CPU per request much less); then the same figures per round, each side
+against the other side's round next to it (paired), as a median and its interquartile range,
+and the I/O worker's voluntary context switches per request (a wait for the disk shows there
+whatever the load). ``--warm-requests`` first sends that many requests to every side, so the
+degraded cache is past ``max_entries`` (1000) and evicting, as in a proxy in use.
 
 At the end the proxy with the hooks is stopped cleanly (SIGTERM) and its cost log counted: a
 line per answered request, none lost and none twice.

@@ -92,7 +92,8 @@ def request_key(model: str, messages: Any, extra: Mapping[str, Any] | None = Non
 
 
 def segment_files(directory: StrPath) -> list[Path]:
-    """The segment files in ``directory``, oldest first (none when it does not exist)."""
+    """The segment files in ``directory``, oldest first (none when it does not exist or cannot
+    be read: the watchdog's prune must not fail its tick for a cache)."""
     found: list[tuple[int, Path]] = []
     try:
         with os.scandir(directory) as entries:
@@ -100,7 +101,7 @@ def segment_files(directory: StrPath) -> list[Path]:
                 match = _SEGMENT_NAME.fullmatch(entry.name)
                 if match and entry.is_file(follow_symlinks=False):
                     found.append((int(match.group(1)), Path(entry.path)))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return []
     return [path for _, path in sorted(found)]
 

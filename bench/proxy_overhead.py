@@ -1,6 +1,8 @@
 """What the project's proxy hooks cost on LiteLLM's request path (run by hand; issue 13, item 7).
 
     python -m bench.proxy_overhead [--seconds 8] [--rounds 3] [--null] [--rss-requests 100000]
+                                   [--clients 1,16,64] [--modes plain,stream]
+                                   [--warm-requests 1500]
                                    [--json bench/results/proxy-overhead.json]
 
 Real, pinned LiteLLM proxies from the same rendered config, side by side against one fast local
@@ -24,7 +26,11 @@ than 200) are counted per side and reported; the round goes on. Each round opens
 connections, so no round reuses a keep-alive connection that the proxy closed while another
 side's round ran. Reported: the median over the rounds for each side, the ratios (with /
 without) and the 1-minute load average during the rounds (a shared machine: throughput ratios
-are noisy there, CPU per request much less).
+are noisy there, CPU per request much less); then the same figures per round, each side
+against the other side's round next to it (paired), as a median and its interquartile range,
+and the I/O worker's voluntary context switches per request (a wait for the disk shows there
+whatever the load). ``--warm-requests`` first sends that many requests to every side, so the
+degraded cache is past ``max_entries`` (1000) and evicting, as in a proxy in use.
 
 At the end the proxy with the hooks is stopped cleanly (SIGTERM) and its cost log counted: a
 line per answered request, none lost and none twice.
@@ -52,6 +58,7 @@ from typing import Any
 import httpx
 import yaml
 
+from monitoring.proxy.degraded_cache import segment_files
 from monitoring.proxy.io_worker import THREAD_NAME
 from monitoring.stack.layout import host_env_name, layout
 from monitoring.stack.load import parse_stack
@@ -62,7 +69,7 @@ from tests.support.litellm_proxy import ProxyProcess, ensure_venv, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4"
-CONCURRENCY = (1, 16, 64)
+CONCURRENCY = "1,16,64"
 #: The callback each side registers beside ``prometheus`` (None: none of ours).
 CALLBACKS: dict[str, str | None] = {"with": litellm.HOOKS_CALLBACK, "without": None,
                                     "null": "bench.null_hooks.null_handler_instance"}
@@ -91,6 +98,29 @@ def _thread_cpu_seconds(pid: int, name: str) -> float | None:
         except OSError:
             continue  # a thread that ended meanwhile
     return total if found else None
+
+
+def _thread_switches(pid: int, name: str) -> int | None:
+    """Voluntary context switches of the threads of ``pid`` named ``name``: a thread that
+    blocks in the kernel (an unlink waiting for the disk) switches out; noise-free, unlike CPU
+    time on a shared machine."""
+    total, found = 0, False
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() != name:
+                continue
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+                    found = True
+        except OSError:
+            continue
+    return total if found else None
+
+
+def cache_lines(directory: Path) -> int:
+    """Answers in a degraded cache's segments on disk (superseded copies included)."""
+    return sum(path.read_bytes().count(b"\n") for path in segment_files(directory))
 
 
 def _rss_mb(pid: int) -> float:
@@ -227,6 +257,7 @@ class Round:
     wall_s: float
     cpu_s: float
     worker_cpu_s: float | None
+    worker_switches: int | None
     load: float
 
 
@@ -237,6 +268,7 @@ async def _round(side: Side, key: str, clients: int, seconds: float, stream: boo
     headers = {"Authorization": f"Bearer {key}"}
     async with _client(clients) as client:
         cpu0, worker0 = _cpu_seconds(side.pid), _thread_cpu_seconds(side.pid, THREAD_NAME)
+        switches0 = _thread_switches(side.pid, THREAD_NAME)
         t0 = time.monotonic()
         deadline = t0 + seconds
 
@@ -253,11 +285,13 @@ async def _round(side: Side, key: str, clients: int, seconds: float, stream: boo
         await asyncio.gather(*(loop() for _ in range(clients)))
         wall = time.monotonic() - t0
         cpu, worker1 = _cpu_seconds(side.pid) - cpu0, _thread_cpu_seconds(side.pid, THREAD_NAME)
+        switches1 = _thread_switches(side.pid, THREAD_NAME)
     side.answered += len(latencies)
     side.errors.update(errors)
     worker = (worker1 - worker0 if worker0 is not None and worker1 is not None
               else worker1 if worker1 is not None else None)
-    return Round(latencies, errors, wall, cpu, worker, os.getloadavg()[0])
+    switches = (switches1 - (switches0 or 0) if switches1 is not None else None)
+    return Round(latencies, errors, wall, cpu, worker, switches, os.getloadavg()[0])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -273,7 +307,9 @@ def _summary(r: Round) -> dict[str, float]:
     return {"rps": answered / r.wall_s, "p50_ms": _pct(r.latencies, 0.5) * 1000,
             "p99_ms": _pct(r.latencies, 0.99) * 1000, "cpu_ms": r.cpu_s * per,
             "worker_cpu_ms": r.worker_cpu_s * per if r.worker_cpu_s is not None else
-            float("nan"), "errors": sum(r.errors.values()), "load": r.load}
+            float("nan"), "worker_switches": r.worker_switches * per / 1000
+            if r.worker_switches is not None else float("nan"),
+            "errors": sum(r.errors.values()), "load": r.load}
 
 
 def _median(runs: list[dict[str, float]], key: str) -> float:
@@ -281,18 +317,57 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of per-round figures."""
+    if not values:
+        return (float("nan"),) * 3
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return q2, q1, q3
+
+
+def _paired(per: dict[str, list[dict[str, float]]], other: str) -> dict[str, list[float]]:
+    """Per-round figures of ``with`` against ``other`` in the same round: the ratio of
+    throughputs and the CPU per request added (pairs cancel most of a shared machine's drift)."""
+    pairs = list(zip(per["with"], per[other], strict=True))
+    return {"ratio": [w["rps"] / o["rps"] for w, o in pairs if o["rps"]],
+            "added_cpu_ms": [w["cpu_ms"] - o["cpu_ms"] for w, o in pairs]}
+
+
 def _fmt(name: str, s: dict[str, Any]) -> str:
-    worker = f" (io {s['worker_cpu_ms']:4.2f})" if s["worker_cpu_ms"] == s["worker_cpu_ms"] else ""
+    worker = (f" (io {s['worker_cpu_ms']:4.2f}, {s['worker_switches']:.1f} sw)"
+              if s["worker_cpu_ms"] == s["worker_cpu_ms"] else "")
     return (f"{name} {s['rps']:6.1f}/s p50 {s['p50_ms']:6.1f} p99 {s['p99_ms']:7.1f} "
             f"cpu {s['cpu_ms']:5.2f}{worker} err {s['errors']}")
 
 
-async def measure(rig: Rig, seconds: float, rounds: int) -> list[dict[str, Any]]:
+async def warm(rig: Rig, requests: int) -> None:
+    """``requests`` to every side (4 clients) before the rounds: past the degraded cache's
+    ``max_entries`` its eviction runs on every store, the steady state of a proxy in use."""
+    headers = {"Authorization": f"Bearer {rig.master}"}
+    for side in rig.sides.values():
+        todo = iter(range(requests))  # shared: the 4 loops take the requests one by one
+
+        async def loop(client: httpx.AsyncClient, side: Side, todo: Any) -> None:
+            for _ in todo:
+                error = await _send(client, side.proxy.url, headers, False, "warm")
+                if error is None:
+                    side.answered += 1
+                else:
+                    side.errors[error] += 1
+
+        async with _client(4) as client:
+            await asyncio.gather(*(loop(client, side, todo) for _ in range(4)))
+
+
+async def measure(rig: Rig, seconds: float, rounds: int, clients_list: tuple[int, ...],
+                  modes: tuple[bool, ...]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for side in rig.sides.values():  # warm-up: imports, first connections, first scan
         await _round(side, rig.master, 4, 3, False)
-    for stream in (False, True):
-        for clients in CONCURRENCY:
+    for stream in modes:
+        for clients in clients_list:
             per: dict[str, list[dict[str, float]]] = {name: [] for name in rig.sides}
             for _ in range(rounds):
                 for name, side in rig.sides.items():
@@ -316,6 +391,14 @@ async def measure(rig: Rig, seconds: float, rounds: int) -> list[dict[str, Any]]
             print(f"{'stream' if stream else 'plain ':6} {clients:3} clients: {text} | ratio "
                   f"{row['throughput_ratio']:.3f} +cpu {row['added_cpu_ms']:+.2f} ms{extra} "
                   f"(load {row['load']:.1f})", flush=True)
+            for other in ("without", "null"):
+                if other in per:
+                    paired = {k: _spread(v) for k, v in _paired(per, other).items()}
+                    row[f"paired_{other}"] = paired
+                    r, c = paired["ratio"], paired["added_cpu_ms"]
+                    print(f"    per round, with/{other}: ratio {r[0]:.3f} [IQR {r[1]:.3f}.."
+                          f"{r[2]:.3f}] +cpu {c[0]:+.2f} [IQR {c[1]:+.2f}..{c[2]:+.2f}] ms",
+                          flush=True)
             results.append(row)
     return results
 
@@ -394,7 +477,7 @@ def policy_cpu(requests: int, work: Path) -> dict[str, Any]:
     return {"requests": requests, "cpu_ms_per_request": cpu / requests * 1000,
             "wall_s": time.monotonic() - wall,
             "cost_log_lines": (work / "costs.log").read_bytes().count(b"\n"),
-            "cache_entries": len(list((work / "cache").glob("*.json"))),
+            "cache_entries": cache_lines(work / "cache"),
             "rss_mb": [*rss, (requests, round(_rss_mb(os.getpid()), 1))]}
 
 
@@ -403,6 +486,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds per side (0: only the RSS phase)")
+    parser.add_argument("--clients", default=CONCURRENCY,
+                        help="concurrent clients, comma-separated (default: %(default)s)")
+    parser.add_argument("--modes", default="plain,stream",
+                        help="plain and/or stream, comma-separated (default: %(default)s)")
+    parser.add_argument("--warm-requests", type=int, default=0, metavar="N",
+                        help="N requests to every side before the rounds (past the degraded "
+                             "cache's max_entries: its steady state)")
     parser.add_argument("--null", action="store_true",
                         help="a third proxy with a do-nothing callback (bench/null_hooks.py)")
     parser.add_argument("--rss-requests", type=int, default=0)
@@ -422,13 +512,18 @@ def main() -> None:
         rig = Rig(Path(tmp), names)
         try:
             rig.start()
-            rows = asyncio.run(measure(rig, args.seconds, args.rounds)) if args.rounds else []
+            if args.warm_requests:
+                asyncio.run(warm(rig, args.warm_requests))
+            clients = tuple(int(c) for c in args.clients.split(","))
+            modes = tuple(m == "stream" for m in args.modes.split(","))
+            rows = (asyncio.run(measure(rig, args.seconds, args.rounds, clients, modes))
+                    if args.rounds else [])
             rss = asyncio.run(rss_growth(rig, args.rss_requests)) if args.rss_requests else []
         finally:
             rig.stop()  # SIGTERM: a clean stop, so the hooked proxy drains its queue
         side = rig.sides["with"]
         lines = side.cost_log.read_bytes().count(b"\n") if side.cost_log.exists() else 0
-        cache = len(list((Path(tmp) / "with/cache").glob("*.json")))
+        cache = cache_lines(Path(tmp) / "with/cache")
     out = {"cpus": len(os.sched_getaffinity(0)), "pinned": rig.pinned,
            "seconds_per_round": args.seconds, "rounds": args.rounds,
            "load_average": {"before": load_before, "after": os.getloadavg()},

@@ -256,6 +256,7 @@ class ProxyPolicy:
         if self.cache is None:
             return
         now = self.clock()
+        self.cache.load(now)  # the first batch reads the segments: not a lookup on the loop
         latest: dict[str, Answer] = {}  # one write per request in a batch: the last answer
         for answer in answers:
             if answer is not None and answer.served_by != self.degraded_model:

@@ -13,9 +13,9 @@ from monitoring.atomic import (
     ABSENT,
     FileChangedError,
     atomic_write,
+    create_private,
     ensure_dir,
     expand_user,
-    replace_cache_entry,
     stamp,
 )
 
@@ -237,21 +237,39 @@ def test_root_gives_new_files_and_dirs_the_owner_of_their_directory(tmp_path: Pa
         assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
 
 
-def test_a_cache_entry_is_replaced_whole_private_and_leaves_no_temp(tmp_path: Path) -> None:
-    target = tmp_path / "k.json"
-    replace_cache_entry(target, b"first")
-    replace_cache_entry(target, b"second answer")
-    assert target.read_bytes() == b"second answer"
+def test_a_private_file_is_new_0600_whatever_the_umask_and_appends(tmp_path: Path) -> None:
+    target = tmp_path / "seg-1.jsonl"
+    old_umask = os.umask(0o777)  # the mode is set, not left to the umask
+    try:
+        fd = create_private(target, 0o600)
+    finally:
+        os.umask(old_umask)
+    try:
+        os.write(fd, b"one\n")
+        os.write(fd, b"two\n")
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"one\ntwo\n"
     assert _mode(target) == 0o600
-    assert _leftovers(tmp_path) == []
 
 
-def test_a_cache_entry_never_writes_through_a_link_planted_at_its_temp_name(
-        tmp_path: Path) -> None:
+def test_a_private_file_is_never_an_existing_file_or_a_planted_link(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
-    (tmp_path / f".k.json.{os.getpid()}.tmp").symlink_to(victim)
-    with pytest.raises(OSError, match="symbolic link"):  # ELOOP: O_NOFOLLOW
-        replace_cache_entry(tmp_path / "k.json", b"payload")
+    (tmp_path / "link.jsonl").symlink_to(victim)
+    (tmp_path / "there.jsonl").write_bytes(b"theirs")
+    for name in ("link.jsonl", "there.jsonl"):
+        with pytest.raises(FileExistsError):
+            create_private(tmp_path / name)
     assert victim.read_bytes() == b"keep"
-    assert not (tmp_path / "k.json").exists()
+    assert (tmp_path / "there.jsonl").read_bytes() == b"theirs"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="owners can only be set by root")
+def test_root_creates_a_private_file_as_the_owner_of_its_directory(tmp_path: Path) -> None:
+    service = tmp_path / "cache"
+    service.mkdir()
+    os.chown(service, 4321, 4322)
+    os.close(create_private(service / "seg-1.jsonl"))
+    st = (service / "seg-1.jsonl").stat()
+    assert (st.st_uid, st.st_gid) == (4321, 4322)

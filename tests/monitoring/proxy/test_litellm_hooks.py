@@ -35,6 +35,7 @@ from monitoring.events import EventLog
 from monitoring.host_config import WatchdogConfig
 from monitoring.proxy.budget import Level, budget_status
 from monitoring.proxy.cost_log import CostRecord, iter_records
+from monitoring.proxy.degraded_cache import request_key, segment_files
 from monitoring.proxy.io_worker import LINGER_S
 from monitoring.proxy.kill_switch import KillState
 from monitoring.proxy.policy import ALL_DOWN_MESSAGE, KILL_SWITCH_HEADER, STALE_HEADER
@@ -160,8 +161,8 @@ def clean(hooks: HookStack) -> Iterator[HookStack]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
     assert hooks.config.degraded is not None
-    for entry in Path(hooks.config.degraded.cache_dir).glob("*.json"):
-        entry.unlink()
+    for segment in segment_files(hooks.config.degraded.cache_dir):
+        segment.unlink()  # the proxy notices at its next store and starts a new segment
     for up in hooks.upstreams.values():
         up.clear_fault()
         up.clear_requests()
@@ -403,6 +404,31 @@ def test_degraded_mode_serves_stale_answers_and_says_when_it_cannot(clean: HookS
     assert stale_records[0].cost_usd == 0
 
 
+
+
+def test_an_answer_asked_not_to_be_stored_is_not_kept_for_degraded_mode(
+        clean: HookStack) -> None:
+    """``cache: {"no-store": true}`` (the watchdog's completion probe sends it) keeps the
+    answer out of the degraded cache; the next request's answer is kept."""
+    h = clean
+    private, kept = f"private{next(_PROMPTS)}", f"kept{next(_PROMPTS)}"
+    assert h.chat("groq-70b", private, cache={"no-store": True}).status_code == 200
+    assert h.chat("groq-70b", kept).status_code == 200
+    assert h.config.degraded is not None
+    directory = h.config.degraded.cache_dir
+
+    def keys() -> list[str]:
+        return [json.loads(line)["key"] for path in segment_files(directory)
+                for line in path.read_bytes().splitlines()]
+
+    def key(prompt: str) -> str:
+        return request_key("groq-70b", [{"role": "user", "content": prompt}])
+
+    # One worker, in order: once the second answer is kept, the first one was decided.
+    poll(lambda: key(kept) in keys(), 30, "the second answer in the degraded cache",
+         interval=0.02)
+    assert key(private) not in keys()
+    assert keys() == [key(kept)]
 
 
 # --------------------------------------------------------------------------- call types

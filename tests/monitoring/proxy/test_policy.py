@@ -1,6 +1,7 @@
 """The proxy's policy without a proxy (issue 13, item 7): the I/O worker keeps order and loses
 nothing on a clean stop, the month's spend is a running sum of what the disk holds, the
-degraded cache stays within its bounds, and the call-type allow-list."""
+degraded cache is fed within its bounds, and the call-type allow-list (the cache itself:
+test_degraded_cache.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from monitoring.atomic import stamp
 from monitoring.proxy.cost_log import CostRecord, MonthTotal, append_record, iter_records
-from monitoring.proxy.degraded_cache import DegradedCache
+from monitoring.proxy.degraded_cache import segment_files
 from monitoring.proxy.io_worker import ProxyIO
 from monitoring.proxy.policy import RECORDED_CALL_TYPES, Answer, ProxyPolicy, Served
 from monitoring.stack.layout import layout
@@ -179,55 +180,6 @@ def test_jobs_queued_by_an_earlier_atexit_handler_land_at_exit(tmp_path: Path) -
     assert out.read_text().split() == ["1", "2", "100", "101", "102"]
 
 
-# --------------------------------------------------------------------------- DegradedCache
-
-
-def test_the_degraded_cache_evicts_the_oldest_stored_first(tmp_path: Path) -> None:
-    cache = DegradedCache(tmp_path / "c", 3600, max_entries=3, max_bytes=10_000)
-    for n in range(5):
-        cache.store(f"k{n}", {"n": n}, model="m", served_by="m", now=NOW)
-    assert sorted(p.stem for p in (tmp_path / "c").glob("*.json")) == ["k2", "k3", "k4"]
-    cache.store("k2", {"n": 22}, model="m", served_by="m", now=NOW)  # stored again: newest
-    cache.store("k5", {"n": 5}, model="m", served_by="m", now=NOW)
-    assert sorted(p.stem for p in (tmp_path / "c").glob("*.json")) == ["k2", "k4", "k5"]
-    answer = cache.lookup("k2", NOW)
-    assert answer is not None
-    assert answer.response == {"n": 22}
-
-
-def test_the_degraded_cache_stays_within_its_bytes(tmp_path: Path) -> None:
-    cache = DegradedCache(tmp_path / "c", 3600, max_entries=1000, max_bytes=4_000)
-    for n in range(50):
-        cache.store(f"k{n}", {"text": "x" * 200}, model="m", served_by="m", now=NOW)
-    sizes = [p.stat().st_size for p in (tmp_path / "c").glob("*.json")]
-    assert sum(sizes) <= 4_000
-    assert len(sizes) >= 10
-    cache.store("big", {"text": "x" * 1000}, model="m", served_by="m", now=NOW)
-    assert not (tmp_path / "c" / "big.json").exists(), "over a tenth of the bound: not kept"
-
-
-def test_a_restarted_cache_finds_its_entries_and_keeps_the_bound(tmp_path: Path) -> None:
-    first = DegradedCache(tmp_path / "c", 3600, max_entries=3, max_bytes=10_000)
-    for n in range(3):
-        first.store(f"k{n}", {"n": n}, model="m", served_by="m", now=NOW)
-    again = DegradedCache(tmp_path / "c", 3600, max_entries=3, max_bytes=10_000)
-    again.store("k9", {"n": 9}, model="m", served_by="m", now=NOW)
-    assert len(list((tmp_path / "c").glob("*.json"))) == 3
-
-
-def test_the_degraded_cache_recreates_its_directory_removed_behind_its_back(
-        tmp_path: Path) -> None:
-    cache = DegradedCache(tmp_path / "c", 3600)
-    cache.store("k0", {"n": 0}, model="m", served_by="m", now=NOW)
-    for entry in (tmp_path / "c").iterdir():
-        entry.unlink()
-    (tmp_path / "c").rmdir()
-    cache.store("k1", {"n": 1}, model="m", served_by="m", now=NOW)
-    answer = cache.lookup("k1", NOW)
-    assert answer is not None
-    assert answer.response == {"n": 1}
-
-
 # --------------------------------------------------------------------------- ProxyPolicy
 
 
@@ -276,7 +228,7 @@ def test_the_worker_keeps_answers_in_the_bounded_cache(policy: ProxyPolicy) -> N
                         {"choices": [{"message": {"content": "ok"}}]}, "groq-70b")
         policy.submit(_served(0.0), answer=answer)
     assert policy.flush(10)
-    assert len(list(policy.cache.directory.glob("*.json"))) == 2
+    assert sum(p.read_bytes().count(b"\n") for p in segment_files(policy.cache.directory)) == 2
     kept = policy.degraded_answer("groq-70b", [{"role": "user", "content": "q3"}], {})
     assert kept is not None
     policy.io.close()

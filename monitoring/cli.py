@@ -38,7 +38,7 @@ from monitoring.proxy.budget import BudgetStatus, budget_status
 from monitoring.proxy.choice import TASKS, NoProviderError, cost_table, select_provider
 from monitoring.proxy.cost_log import iter_records
 from monitoring.proxy.kill_switch import KillSwitch
-from monitoring.stack.schema import parse_duration
+from monitoring.stack.scalars import parse_duration
 from monitoring.version import installed
 from monitoring.watchdog.circuit import circuit_of
 from monitoring.watchdog.classify import process_alive, redact

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from monitoring.stack.schema import Stack, prom_duration
+from monitoring.stack.scalars import prom_duration
+
+if TYPE_CHECKING:  # the watchdog's agents use this module without the schema (scalars.py)
+    from monitoring.stack.schema import Stack
 
 TargetOS = Literal["linux", "windows"]
 TARGET_OSES: tuple[TargetOS, ...] = ("linux", "windows")

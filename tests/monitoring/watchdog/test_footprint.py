@@ -33,8 +33,6 @@ from tests.support.litellm_proxy import free_port
 from tests.support.polling import until
 from tests.support.watchdog_harness import fast_config, seed_agent_file
 
-pytestmark = pytest.mark.live
-
 REPO = Path(__file__).resolve().parents[3]
 
 #: Modules (and their submodules) `watch` must not import, and why it does not need them. RSS
@@ -96,12 +94,28 @@ def imported_by_watch(live: LiveStack, tmp_path: Path) -> tuple[set[str], str]:
     return modules, err
 
 
-def test_watch_imports_none_of_the_heavy_libraries(live: LiveStack, tmp_path: Path) -> None:
+def heavy_among(modules: set[str]) -> list[str]:
+    return sorted(name for name in HEAVY
+                  if any(m == name or m.startswith(name + ".") for m in modules))
+
+
+def test_the_entry_point_imports_none_of_them() -> None:
+    """The quick check, without a proxy: what ``import monitoring.cli`` loads."""
+    done = subprocess.run([sys.executable, "-c", "import sys, monitoring.cli; "
+                           "print('\\n'.join(sys.modules))"], cwd=REPO, check=True,
+                          capture_output=True, text=True)
+    modules = set(done.stdout.split())
+    assert "monitoring.watchdog.loop" in modules
+    heavy = heavy_among(modules)
+    assert not heavy, "monitoring.cli imports " + "; ".join(f"{m} ({HEAVY[m]})" for m in heavy)
+
+
+@pytest.mark.live
+def test_watch_imports_none_of_them_in_its_ticks(live: LiveStack, tmp_path: Path) -> None:
     modules, log = imported_by_watch(live, tmp_path)
     for name in REACHED:
         assert name in modules, f"{name} not imported: the run did not get far\n{log[-2000:]}"
     # httpx._main itself is logged (its import is attempted, and refused); what it would
     # load (click, pygments, rich) is not.
-    heavy = sorted(name for name in HEAVY
-                   if any(m == name or m.startswith(name + ".") for m in modules))
+    heavy = heavy_among(modules)
     assert not heavy, "watch imported " + "; ".join(f"{m} ({HEAVY[m]})" for m in heavy)

@@ -8,13 +8,14 @@ follow Debian's packages (``/etc/prometheus``, ``/etc/default``); Windows paths 
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from monitoring.stack.scalars import prom_duration
 
-if TYPE_CHECKING:  # the watchdog's agents use this module without the schema (scalars.py)
+if typing.TYPE_CHECKING:  # the watchdog's agents use this module without the schema (scalars.py)
     from monitoring.stack.schema import Stack
 
 TargetOS = Literal["linux", "windows"]

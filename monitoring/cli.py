@@ -26,10 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from rich.text import Text
 
 from monitoring import console as out
 from monitoring.atomic import atomic_write
@@ -39,7 +38,7 @@ from monitoring.proxy.budget import BudgetStatus, budget_status
 from monitoring.proxy.choice import TASKS, NoProviderError, cost_table, select_provider
 from monitoring.proxy.cost_log import iter_records
 from monitoring.proxy.kill_switch import KillSwitch
-from monitoring.stack.schema import parse_duration
+from monitoring.stack.scalars import parse_duration
 from monitoring.version import installed
 from monitoring.watchdog.circuit import circuit_of
 from monitoring.watchdog.classify import process_alive, redact
@@ -56,6 +55,9 @@ from monitoring.watchdog.report import (
     outage_report,
 )
 from monitoring.watchdog.state import WatchdogState, load_state, save_state
+
+if TYPE_CHECKING:  # rich is imported by the commands that print: `watch` never loads it
+    from rich.text import Text  # (monitoring/console.py; issue 13, B9)
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_APPLIED = 0, 1, 2, 3
 DEFAULT_CONFIG = os.environ.get("PROVIDER_FALLBACK_CONFIG",
@@ -119,6 +121,8 @@ class Liveness:
 
     def line(self, now: datetime) -> Text:
         """The first line of ``status``: dot, verdict, pid, age of the data."""
+        from rich.text import Text
+
         dot = out.glyph("●", "*") if self.pid is not None else out.glyph("○", "o")
         verdict = {"running": "active (running)", "stale": "active but STALE (not saving)",
                    "stopped": "inactive (not running)",
@@ -253,6 +257,8 @@ def _summary(config: WatchdogConfig, state: WatchdogState, live: Liveness,
 
 
 def _status_lines(config: WatchdogConfig, summary: dict[str, Any], now: datetime) -> list[Text]:
+    from rich.text import Text
+
     labels = {t.name: t.label for t in config.targets}
     active = summary["active_target"]
     pin = summary["pin"]
@@ -305,6 +311,8 @@ def _route_rows(config: WatchdogConfig, summary: dict[str, Any],
 
 
 def cmd_status(config: WatchdogConfig, as_json: bool, wait: float = 0) -> int:
+    from rich.text import Text
+
     if wait > 0:
         waited = time.monotonic()
         if _wait_with_progress(config, wait):
@@ -369,6 +377,8 @@ async def _check(config: WatchdogConfig) -> list[dict[str, Any]]:
 def cmd_check(config: WatchdogConfig, as_json: bool) -> int:
     """Probe now; fails (exit 1) when the watchdog is not running, as nothing would act on a
     failure then, or when fewer than ``min_healthy_providers`` are healthy."""
+    from rich.text import Text
+
     live = watchdog_liveness(config)
     results = asyncio.run(_check(config))
     healthy = [r["route"] for r in results if r["ok"]]
@@ -498,6 +508,8 @@ def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool,
                follow: bool = False) -> int:
     """The event log; ``--json`` is JSON Lines (one event per line, as events.jsonl holds
     them), so ``--follow --json`` streams and each line parses on its own."""
+    from rich.text import Text
+
     try:
         start = _since(since)
     except ValueError:
@@ -539,6 +551,8 @@ def _budget(config: WatchdogConfig, now: datetime) -> tuple[BudgetStatus, bool]:
 
 def cmd_budget(config: WatchdogConfig, action: str | None, yes: bool, as_json: bool) -> int:
     """Runbook 9.1's status (and 9.3's switch); ``reset`` needs ``--yes``."""
+    from rich.text import Text
+
     now = datetime.now(UTC)
     status, kill = _budget(config, now)
     if action == "reset":

@@ -12,6 +12,9 @@ subcommand or a new ``status`` field should be one call, not new formatting code
   CLI uses fall back to ASCII there.
 - JSON has one timestamp format, ISO 8601 UTC with ``Z`` and whole seconds (the event log's
   own, :func:`monitoring.events.format_ts`), wherever the value came from.
+- ``rich`` is imported by the functions that print, never with this module (nor with
+  ``monitoring.cli``): ``provider-fallback watch`` prints nothing with it, and rich is 4 MB of
+  the daemon's RSS (issue 13, B9; ``tests/monitoring/watchdog/test_footprint.py``).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import IO, Any, Final
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from monitoring.events import format_ts
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 #: rich style per word that must stand out (circuit states, budget levels, switches, liveness).
 STYLES: Final[dict[str, str]] = {
@@ -50,6 +54,8 @@ def harden_streams() -> None:
 
 def console(stream: IO[str] | None = None) -> Console:
     """A rich console on ``stream`` (stdout): colour only on a terminal without NO_COLOR."""
+    from rich.console import Console
+
     stream = stream or sys.stdout
     terminal = stream.isatty()
     width = None if terminal else int(os.environ.get("COLUMNS") or PIPE_WIDTH)
@@ -71,6 +77,8 @@ def glyph(symbol: str, fallback: str, stream: IO[str] | None = None) -> str:
 
 def styled(text: str, key: str | None = None) -> Text:
     """``text`` in the style of ``key`` (default: the text itself, lower-cased)."""
+    from rich.text import Text
+
     return Text(text, style=STYLES.get((key or text).lower(), ""))
 
 
@@ -78,6 +86,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str | Text]],
           *, title: str | None = None) -> Table:
     """A borderless table like ``kubectl get``: bold headers; every column keeps its width
     and only the last one (free text) is cut, with an ellipsis, to fit the terminal."""
+    from rich.table import Table
+
     body = [list(row) for row in rows]
     out = Table(box=None, pad_edge=False, show_edge=False, title=title, title_justify="left",
                 header_style="bold", expand=False)

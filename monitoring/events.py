@@ -60,7 +60,7 @@ from typing import Any, Final
 
 from monitoring.atomic import StrPath, append_locked
 from monitoring.host_config import WatchdogConfig, WindowsEvents
-from monitoring.stack.schema import looks_like_secret
+from monitoring.stack.scalars import looks_like_secret
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,11 @@ must not set a key does: delete it, or (dotenv) turn the line off so it comes ba
 
 A path element is a key, or :class:`Item` selecting the list entry whose field has a value
 (Continue's ``models:`` entry named ``provider-fallback``).
+
+``tomlkit`` and ``ruamel.yaml`` are imported by the methods that parse, never with this
+module: the watchdog imports every adapter, most hosts enroll no TOML or YAML agent, and the
+two libraries are 2.4 MB of the daemon's RSS (issue 13, B9; ``tests/monitoring/watchdog/
+test_footprint.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +19,13 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
-
-import tomlkit
-import tomlkit.items
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from monitoring.agents import dotenv, jsonc
+
+if TYPE_CHECKING:
+    import tomlkit
+    from ruamel.yaml import YAML
 
 MISSING: Final = jsonc.MISSING
 
@@ -140,6 +143,8 @@ class Toml:
     name = "TOML"
 
     def _doc(self, text: str) -> tomlkit.TOMLDocument:
+        import tomlkit
+
         try:
             return tomlkit.parse(text)
         except Exception as exc:  # tomlkit raises its own ParseError family
@@ -157,6 +162,9 @@ class Toml:
         return _unwrap(node)
 
     def set(self, text: str, path: Path, value: Any) -> str:
+        import tomlkit
+        import tomlkit.items
+
         keys = _keys(path)
         doc = self._doc(text)
         node: Any = doc
@@ -178,6 +186,8 @@ class Toml:
         return self.delete(text, path)
 
     def delete(self, text: str, path: Path) -> str:
+        import tomlkit
+
         keys = _keys(path)
         doc = self._doc(text)
         node: Any = doc
@@ -195,6 +205,8 @@ class Toml:
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096
@@ -217,6 +229,9 @@ class Yaml:
     name = "YAML"
 
     def _load(self, text: str) -> Any:
+        from ruamel.yaml.comments import CommentedMap
+        from ruamel.yaml.error import YAMLError
+
         try:
             data = _yaml().load(text)
         except YAMLError as exc:
@@ -266,6 +281,8 @@ class Yaml:
 
     def _splice(self, text: str, container: Any, key: Any, value: Any) -> str | None:
         """Replace a one-line scalar in place; None when it is not one (then round trip)."""
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
         old = container[key]
         if isinstance(old, dict | list) or isinstance(value, dict | list):
             return None
@@ -295,6 +312,8 @@ class Yaml:
         return "".join(lines)
 
     def _insert(self, data: Any, path: Path, value: Any) -> Any:
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
         node = data
         for i, elem in enumerate(path):
             last = i == len(path) - 1
@@ -347,6 +366,8 @@ class Yaml:
 
 def _needs_quotes(text: str) -> bool:
     """Whether ``text`` written plain would not read back as the same string."""
+    from ruamel.yaml.error import YAMLError
+
     if not text or text != text.strip() or "\n" in text or ": " in text or " #" in text:
         return True
     try:

@@ -8,11 +8,15 @@ follow Debian's packages (``/etc/prometheus``, ``/etc/default``); Windows paths 
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Final, Literal
 
-from monitoring.stack.schema import Stack, prom_duration
+from monitoring.stack.scalars import prom_duration
+
+if typing.TYPE_CHECKING:  # the watchdog's agents use this module without the schema (scalars.py)
+    from monitoring.stack.schema import Stack
 
 TargetOS = Literal["linux", "windows"]
 TARGET_OSES: tuple[TargetOS, ...] = ("linux", "windows")

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from monitoring.stack.schema import looks_like_secret
+from monitoring.stack.scalars import looks_like_secret
 
 __all__ = [
     "Action",

@@ -181,11 +181,11 @@ def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
     """Fakes, the rendered proxy config (with hooks) and the watchdog config, under ``tmp``."""
     import yaml
 
-    from monitoring.stack.layout import PROXY_MODULE, layout
+    from monitoring.stack.layout import layout
     from monitoring.watchdog import recovery
     from tasks.render import litellm, watchdog
     from tests.support.fake_upstream import FakeUpstream
-    from tests.support.litellm_proxy import ensure_venv, free_port
+    from tests.support.litellm_proxy import ensure_venv, free_port, proxy_argv
 
     port = free_port()
     # Every fake refuses every key the watchdog or the proxy will send: 401, as a provider
@@ -202,8 +202,7 @@ def prepare(repo: Path, tmp: Path, keys_mode: str, interval: float) -> Prepared:
              for k, v in config.paths.model_dump().items()}
     venv = ensure_venv(stack.litellm.version)
     proxy_yaml = tmp / "litellm.yaml"
-    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
-               str(proxy_yaml), "--host", "127.0.0.1", "--port", str(port)]
+    command = proxy_argv(venv, proxy_yaml, port)
     proxy = config.proxy.model_copy(update={
         "command": command, "config_path": str(proxy_yaml), "systemd_unit": None})
     # The loop's pause is real time; every other cadence is read on the watchdog's clocks,

@@ -71,30 +71,28 @@ def _parse(family: int, buffer: bytearray, offset: int) -> ListenSocket:
     return ListenSocket(ipaddress.ip_address(raw), int.from_bytes(sport, "big"), uid, inode)
 
 
-def _dump(family: int) -> list[ListenSocket]:
+def _dump(nl: socket.socket, family: int) -> list[ListenSocket]:
+    """One family's LISTEN sockets, asked on ``nl`` (under ``_LOCK``: it uses ``_BUFFER``)."""
     found: list[ListenSocket] = []
-    with _LOCK, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                              NETLINK_SOCK_DIAG) as nl:
-        nl.settimeout(2.0)
-        nl.sendto(_request(family), (0, 0))
-        while True:
-            size = nl.recv_into(_BUFFER)
-            if size == 0:
+    nl.sendto(_request(family), (0, 0))
+    while True:
+        size = nl.recv_into(_BUFFER)
+        if size == 0:
+            return found
+        offset = 0
+        while offset + _NLMSGHDR.size <= size:
+            length, kind, _, _, _ = _NLMSGHDR.unpack_from(_BUFFER, offset)
+            if length < _NLMSGHDR.size or offset + length > size:
+                raise OSError("sock_diag: a malformed netlink message")
+            body = offset + _NLMSGHDR.size
+            if kind == NLMSG_DONE:
                 return found
-            offset = 0
-            while offset + _NLMSGHDR.size <= size:
-                length, kind, _, _, _ = _NLMSGHDR.unpack_from(_BUFFER, offset)
-                if length < _NLMSGHDR.size or offset + length > size:
-                    raise OSError("sock_diag: a malformed netlink message")
-                body = offset + _NLMSGHDR.size
-                if kind == NLMSG_DONE:
-                    return found
-                if kind == NLMSG_ERROR:
-                    error = -struct.unpack_from("=i", _BUFFER, body)[0]
-                    raise OSError(error, f"sock_diag: {os.strerror(error)}")
-                if kind == SOCK_DIAG_BY_FAMILY and length - _NLMSGHDR.size >= _MESSAGE.size:
-                    found.append(_parse(family, _BUFFER, body))
-                offset += (length + 3) & ~3  # NLMSG_ALIGN
+            if kind == NLMSG_ERROR:
+                error = -struct.unpack_from("=i", _BUFFER, body)[0]
+                raise OSError(error, f"sock_diag: {os.strerror(error)}")
+            if kind == SOCK_DIAG_BY_FAMILY and length - _NLMSGHDR.size >= _MESSAGE.size:
+                found.append(_parse(family, _BUFFER, body))
+            offset += (length + 3) & ~3  # NLMSG_ALIGN
 
 
 def listening() -> list[ListenSocket] | None:
@@ -103,12 +101,15 @@ def listening() -> list[ListenSocket] | None:
     if not hasattr(socket, "AF_NETLINK"):
         return None
     try:
-        found = _dump(socket.AF_INET)
+        with _LOCK, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  NETLINK_SOCK_DIAG) as nl:
+            nl.settimeout(2.0)
+            found = _dump(nl, socket.AF_INET)
+            try:
+                found += _dump(nl, socket.AF_INET6)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:  # ENOENT: no IPv6 in this kernel, no IPv6 socket
+                    raise
+            return found
     except OSError:
         return None
-    try:
-        found += _dump(socket.AF_INET6)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:  # ENOENT: no IPv6 in this kernel, so no IPv6 socket
-            return None
-    return found

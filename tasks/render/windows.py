@@ -66,10 +66,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
-from typing import Any
+from typing import Any, Final
 
 from monitoring.stack.layout import (
     LEGACY_PROXY_MODULE,
+    PROXY_MODULE,
     Layout,
     alertmanager_command,
     host_env_names,
@@ -312,17 +313,10 @@ def _script(script: str, **context: Any) -> bytes:
     return "\ufeff".encode() + template(f"windows/{script}.j2", **context)
 
 
-def _proxy_markers(lay: Layout) -> list[str]:
-    """Strings every command line of this proxy holds (its config path): ``stop`` ends only
-    processes whose command line holds all of them and one of :func:`_proxy_modules`."""
-    return [lay.litellm_config]
-
-
-def _proxy_modules(stack: Stack, lay: Layout) -> list[str]:
-    """The modules a proxy of this host runs: this release's, and the one releases before it
-    ran (an upgrade's restart must still stop that proxy, not find it "already running")."""
-    command = proxy_command(stack, lay)
-    return [command[command.index("-m") + 1], LEGACY_PROXY_MODULE]
+#: The modules a proxy of this host runs: this release's, and the one releases before it ran
+#: (an upgrade's restart must still stop that proxy, not find it "already running"). ``stop``
+#: ends only processes whose command line names one of them and the proxy's config.
+PROXY_MODULES: Final = (PROXY_MODULE, LEGACY_PROXY_MODULE)
 
 
 def manage_script(stack: Stack, lay: Layout) -> bytes:
@@ -333,8 +327,8 @@ def manage_script(stack: Stack, lay: Layout) -> bytes:
         "manage-litellm.ps1",
         python=command[0],
         proxy_arguments=windows_cmdline(command[1:]),
-        markers=_proxy_markers(lay),
-        modules=_proxy_modules(stack, lay),
+        markers=[lay.litellm_config],
+        modules=list(PROXY_MODULES),
         stop_file=lay.proxy_stop_file,
         graceful_stop_timeout=GRACEFUL_STOP_TIMEOUT_S,
         state_dir=lay.state_dir,

@@ -57,6 +57,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def proxy_argv(venv: Path, config: Path, port: int, *serve_options: str) -> list[str]:
+    """The pinned proxy's command line on loopback ``port``, started as a host starts it
+    (:data:`PROXY_MODULE`); ``monitoring`` must be importable: PYTHONPATH=:data:`REPO`."""
+    return [str(venv / "bin" / "python"), "-m", PROXY_MODULE, *serve_options, "--config",
+            str(config), "--host", "127.0.0.1", "--port", str(port)]
+
+
 @dataclass(frozen=True)
 class RunningProxy:
     url: str
@@ -98,9 +105,8 @@ class ProxyProcess:
         # (issue 13, item 8); an idle machine starts it in well under 30 s.
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "python"), "-m", PROXY_MODULE, STOP_FILE_OPTION,
-                 str(self.stop_file), "--config",
-                 str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+                proxy_argv(self.venv, self.config, self.port, STOP_FILE_OPTION,
+                           str(self.stop_file)),
                 cwd=self.config.parent,
                 env={**os.environ, **PROXY_ENV, CORS_ORIGINS_ENV: self.url,
                      "PYTHONPATH": str(REPO), **self.env},

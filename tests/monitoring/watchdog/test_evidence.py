@@ -32,14 +32,14 @@ import yaml
 from monitoring import metrics
 from monitoring.events import read_events
 from monitoring.host_config import Listen, Restart
-from monitoring.stack.layout import PROXY_ENV, PROXY_MODULE
+from monitoring.stack.layout import PROXY_ENV
 from monitoring.watchdog.circuit import Circuit, circuit_of
 from monitoring.watchdog.classify import FOREIGN_LISTENER, NOT_API
 from monitoring.watchdog.probes import PROXY_ROUTE
 from monitoring.watchdog.recovery import ProcessBackend
 from tests.monitoring.conftest import LiveStack
 from tests.support.fake_upstream import PORTAL_TITLE
-from tests.support.litellm_proxy import ensure_venv, free_port
+from tests.support.litellm_proxy import REPO, ensure_venv, free_port, proxy_argv
 from tests.support.watchdog_harness import (
     RecordingBackend,
     aio,
@@ -250,14 +250,13 @@ async def test_a_busy_proxy_is_left_alone_and_a_stopped_one_is_restarted(
         live: LiveStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in live.env.items():
         monkeypatch.setenv(name, value)  # the supervised proxy inherits the keys
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[3]))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     workdir = tmp_path / "proxy"
     workdir.mkdir()
     config_path = blocking_proxy_config(live, workdir)
     port = free_port()
     venv = ensure_venv(live.stack.litellm.version)
-    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
-               str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    command = proxy_argv(venv, config_path, port)
     proxy = live.config.proxy.model_copy(update={
         "url": f"http://127.0.0.1:{port}", "command": command, "config_path": str(config_path)})
     config = fast_config(live.config, tmp_path, proxy=proxy, interval=0.5, restart=Restart(

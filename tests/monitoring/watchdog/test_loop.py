@@ -19,14 +19,14 @@ import pytest
 from monitoring import metrics
 from monitoring.events import read_events
 from monitoring.host_config import Restart, WatchdogConfig
-from monitoring.stack.layout import PROXY_ENV, PROXY_MODULE
+from monitoring.stack.layout import PROXY_ENV
 from monitoring.watchdog.circuit import Circuit, circuit_of
 from monitoring.watchdog.loop import Watchdog
 from monitoring.watchdog.probes import PROXY_ROUTE
 from monitoring.watchdog.recovery import ProcessBackend
 from monitoring.watchdog.state import load_state
 from tests.monitoring.conftest import LiveStack
-from tests.support.litellm_proxy import ensure_venv, free_port
+from tests.support.litellm_proxy import REPO, ensure_venv, free_port, proxy_argv
 from tests.support.watchdog_harness import (
     USER_KEYS,
     RecordingBackend,
@@ -216,11 +216,10 @@ async def test_a_proxy_killed_with_sigkill_is_restarted_and_counted(
     for name, value in live.env.items():
         monkeypatch.setenv(name, value)  # the supervised proxy inherits the keys
     # ... and runs monitoring.proxy.serve from this checkout (a host has it in its venv).
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[3]))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     port = free_port()
     venv = ensure_venv(live.stack.litellm.version)
-    command = [str(venv / "bin" / "python"), "-m", PROXY_MODULE, "--config",
-               str(live.proxy.config), "--host", "127.0.0.1", "--port", str(port)]
+    command = proxy_argv(venv, live.proxy.config, port)
     config = process_config(live, tmp_path, command, port, Restart(
         backoff_initial=1, backoff_max=10, max_per_hour=5, startup_timeout=60))
     seed_agent_file(config)

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from monitoring import console as out
 from monitoring.atomic import atomic_write
 from monitoring.events import Event, EventLog, parse_line, read_events
+from monitoring.file_cursor import FileCursor
 from monitoring.host_config import WatchdogConfig
 from monitoring.proxy.budget import BudgetStatus, budget_status
 from monitoring.proxy.choice import TASKS, NoProviderError, cost_table, select_provider
@@ -479,29 +480,33 @@ def _since(text: str | None) -> datetime | None:
 def follow_events(path: str | Path, since: datetime | None,
                   stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
     """The events of ``path`` since ``since``, then each new one as it is appended (like
-    ``tail -f``): only complete lines, and from the start again if the file was replaced
-    or cut (a rotation)."""
+    ``tail -f``): only complete lines, and from the start again if the file was replaced,
+    cut or deleted and created again (:class:`~monitoring.file_cursor.FileCursor`)."""
     target = Path(path)
-    offset, inode, pending = 0, None, b""
+    cursor = FileCursor()
     while not stop():
         try:
-            info = target.stat()
+            fh = target.open("rb")
         except FileNotFoundError:
-            info = None
-        if info is not None and (info.st_ino != inode or info.st_size < offset):
-            offset, inode, pending = 0, info.st_ino, b""
-        if info is not None and info.st_size > offset:
-            with target.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            *complete, pending = (pending + chunk).split(b"\n")
-            for raw in complete:
-                event = parse_line(raw.decode("utf-8", "replace").rstrip("\r"))
-                if event is not None and (since is None or event.ts >= since):
-                    yield event
+            cursor.forget()
+            time.sleep(POLL_S)
             continue
-        time.sleep(POLL_S)
+        with fh:
+            st = os.fstat(fh.fileno())
+            cursor.check(fh, st)
+            start = cursor.offset
+            fh.seek(start)
+            chunk = fh.read(st.st_size - start) if st.st_size > start else b""
+            end = chunk.rfind(b"\n")
+            if end >= 0:
+                cursor.advance(fh, start + end + 1)
+        if end < 0:
+            time.sleep(POLL_S)
+            continue
+        for raw in chunk[:end].split(b"\n"):
+            event = parse_line(raw.decode("utf-8", "replace").rstrip("\r"))
+            if event is not None and (since is None or event.ts >= since):
+                yield event
 
 
 def cmd_events(config: WatchdogConfig, since: str | None, as_json: bool,

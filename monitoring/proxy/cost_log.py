@@ -33,9 +33,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from monitoring.atomic import StrPath, append_locked
+from monitoring.file_cursor import FileCursor
 
 log = logging.getLogger(__name__)
 
@@ -192,35 +193,37 @@ class CostLedger:
     """Reads the cost log incrementally: each :meth:`refresh` parses only the lines added
     since the last one, so the watchdog can look every second at a month of requests.
 
-    A file that shrank or was replaced (rotated, truncated) is read again from the start.
-    Only complete lines are consumed: a line still being written is read next time.
+    A file that shrank, was replaced (rotated, truncated) or deleted and created again is read
+    again from the start (:class:`~monitoring.file_cursor.FileCursor`). Only complete lines
+    are consumed: a line still being written is read next time.
     """
 
     def __init__(self, path: StrPath) -> None:
         self.path = Path(path)
         self.records: list[CostRecord] = []
-        self._offset = 0
-        self._ino: int | None = None
+        self._cursor = FileCursor()
 
     def refresh(self) -> list[CostRecord]:
         """The records appended since the last call (all of them after a rotation)."""
         try:
-            st = os.stat(self.path)
+            fh = self.path.open("rb")
         except FileNotFoundError:
-            if self.records:
-                self.records, self._offset, self._ino = [], 0, None
+            self.records = []
+            self._cursor.forget()
             return []
-        if st.st_ino != self._ino or st.st_size < self._offset:
-            self.records, self._offset, self._ino = [], 0, st.st_ino
-        if st.st_size == self._offset:
-            return []
-        with self.path.open("rb") as fh:
-            fh.seek(self._offset)
-            chunk = fh.read(st.st_size - self._offset)
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self._offset += end + 1
+        with fh:
+            st = os.fstat(fh.fileno())
+            if not self._cursor.check(fh, st):
+                self.records = []
+            start = self._cursor.offset
+            if st.st_size == start:
+                return []
+            fh.seek(start)
+            chunk = fh.read(st.st_size - start)
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                return []
+            self._cursor.advance(fh, start + end + 1)
         new = [r for r in (parse_line(line) for line in chunk[:end].split(b"\n"))
                if r is not None]
         self.records.extend(new)
@@ -241,7 +244,8 @@ class MonthTotal:
 
     Each :meth:`refresh` reads only the bytes appended since the last one, and only complete
     lines (a line being written counts next time, a torn tail never). A new month, or a file
-    that shrank or was replaced (rotated), is read again from the start, in bounded chunks.
+    that shrank, was replaced (rotated) or deleted and created again, is read again from the
+    start, in bounded chunks.
     The caller that appended the new bytes itself may say so (``appended``): when the file
     grew by exactly those bytes they are not parsed again, their sum is added as given.
     """
@@ -251,44 +255,47 @@ class MonthTotal:
         self.month: str | None = None
         self.total = 0.0
         self.count = 0
-        self._offset = 0
-        self._ino: int | None = None
+        self._cursor = FileCursor()
 
     def refresh(self, month: str, appended: tuple[int, float, int] | None = None) -> float:
         """This month's total now. ``appended``: (bytes, cost of them in ``month``, lines in
         ``month``) that the caller appended since the last call."""
         try:
-            st = os.stat(self.path)
+            fh = self.path.open("rb")
         except FileNotFoundError:
-            self.month, self.total, self.count, self._offset, self._ino = month, 0.0, 0, 0, None
+            self.month, self.total, self.count = month, 0.0, 0
+            self._cursor.forget()
             return 0.0
-        if month != self.month or st.st_ino != self._ino or st.st_size < self._offset:
-            self.month, self.total, self.count, self._offset = month, 0.0, 0, 0
-            self._ino = st.st_ino
-            appended = None
-        if appended is not None and st.st_size == self._offset + appended[0]:
-            self._offset = st.st_size
-            self.total += appended[1]
-            self.count += appended[2]
-        elif st.st_size > self._offset:
-            self._scan(st.st_size)
+        with fh:
+            st = os.fstat(fh.fileno())
+            if not self._cursor.check(fh, st) or month != self.month:
+                self.month, self.total, self.count = month, 0.0, 0
+                self._cursor.rewind()
+                appended = None
+            if appended is not None and st.st_size == self._cursor.offset + appended[0]:
+                self._cursor.advance(fh, st.st_size)
+                self.total += appended[1]
+                self.count += appended[2]
+            elif st.st_size > self._cursor.offset:
+                self._scan(fh, st.st_size)
         return self.total
 
-    def _scan(self, size: int) -> None:
-        with self.path.open("rb") as fh:
-            fh.seek(self._offset)
-            while self._offset < size:
-                chunk = fh.read(min(_SCAN_CHUNK, size - self._offset))
-                end = chunk.rfind(b"\n")
-                if end < 0:
-                    if len(chunk) < _SCAN_CHUNK:
-                        return  # only a line still being written (or a torn tail)
-                    self._offset += len(chunk)  # a "line" of 1 MiB is no record: skip it
-                    continue
-                for line in chunk[:end].split(b"\n"):
-                    record = parse_line(line)
-                    if record is not None and record.month == self.month:
-                        self.total += record.cost_usd
-                        self.count += 1
-                self._offset += end + 1
-                fh.seek(self._offset)
+    def _scan(self, fh: BinaryIO, size: int) -> None:
+        offset = self._cursor.offset
+        fh.seek(offset)
+        while offset < size:
+            chunk = fh.read(min(_SCAN_CHUNK, size - offset))
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                if len(chunk) < _SCAN_CHUNK:
+                    break  # only a line still being written (or a torn tail)
+                offset += len(chunk)  # a "line" of 1 MiB is no record: skip it
+                continue
+            for line in chunk[:end].split(b"\n"):
+                record = parse_line(line)
+                if record is not None and record.month == self.month:
+                    self.total += record.cost_usd
+                    self.count += 1
+            offset += end + 1
+            fh.seek(offset)
+        self._cursor.advance(fh, offset)

@@ -406,6 +406,26 @@ def test_events_follow_prints_new_events_as_they_come(host: tuple[Path, Watchdog
         proc.wait(timeout=30)
 
 
+def test_events_follow_reads_a_log_made_anew_from_its_start(tmp_path: Path) -> None:
+    """The event log deleted and created again (the same inode back on ext4 and tmpfs, as
+    long as the old one) is followed from its start, not from the old file's offset."""
+    from monitoring.cli import follow_events
+    from monitoring.events import Event
+
+    path = tmp_path / "events.jsonl"
+    when = datetime.now(UTC).replace(microsecond=0)
+    path.write_text(Event(when, "ERROR", "first").json_line())
+    deadline = time.monotonic() + 30  # a missed event ends the stream: StopIteration fails
+    stream = follow_events(path, None, stop=lambda: time.monotonic() > deadline)
+    assert next(stream).message == "first"
+    path.unlink()
+    path.write_text(Event(when, "ERROR", "again").json_line())  # the same length
+    assert next(stream).message == "again"
+    with path.open("w") as f:  # truncated and written again: the inode is kept for certain
+        f.write(Event(when, "ERROR", "third").json_line())
+    assert next(stream).message == "third"
+
+
 def test_version_reads_the_windows_install_marker(tmp_path: Path) -> None:
     from monitoring.version import WINDOWS_MARKER, installed
 

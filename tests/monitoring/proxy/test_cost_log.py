@@ -87,6 +87,24 @@ def test_the_ledger_reads_only_new_lines_and_restarts_after_a_rotation(tmp_path:
     assert [r.cost_usd for r in ledger.records] == [4.0]
 
 
+def test_the_ledger_reads_a_log_made_anew_with_the_same_inode_from_its_start(
+        tmp_path: Path) -> None:
+    """A log deleted and created again (same inode back on ext4 and tmpfs) or truncated and
+    written again is read from its start, not from the old file's offset."""
+    path = tmp_path / "c.log"
+    ledger = CostLedger(path)
+    append_record(path, record(1.0))
+    assert [r.cost_usd for r in ledger.refresh()] == [1.0]
+    path.unlink()
+    append_record(path, record(2.0))  # as long as the old file
+    assert [r.cost_usd for r in ledger.refresh()] == [2.0]
+    path.write_bytes(b"")
+    append_record(path, record(3.0))
+    append_record(path, record(4.0))
+    assert [r.cost_usd for r in ledger.refresh()] == [3.0, 4.0]
+    assert [r.cost_usd for r in ledger.records] == [3.0, 4.0]
+
+
 WRITER = """
 import sys
 from datetime import UTC, datetime

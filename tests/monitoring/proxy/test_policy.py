@@ -68,6 +68,30 @@ def test_the_month_total_trusts_the_callers_bytes_only_when_they_are_all_that_ch
     assert total.refresh("2026-11", (len(line), 2.0, 1)) == 12.0
 
 
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_the_month_total_starts_again_when_the_log_is_made_anew_with_the_same_inode(
+        tmp_path: Path, how: str) -> None:
+    """CI, stop 19: a cost log deleted and created again gets its inode back (ext4, tmpfs);
+    its first line, as long as the old file, was neither parsed nor trusted, so the month's
+    total missed a charge and the kill switch did not trip. Truncation keeps the inode for
+    certain; deletion does on this machine's file systems."""
+    path = tmp_path / "c.log"
+    total = MonthTotal(path)
+    append_record(path, _record(1.0))
+    assert total.refresh("2026-11") == 1.0
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    line = _record(2.0).line().encode()
+    append_record(path, _record(2.0))
+    assert path.stat().st_size == len(line) == len(_record(1.0).line().encode())
+    assert total.refresh("2026-11", (len(line), 2.0, 1)) == 2.0
+    assert total.count == 1
+    append_record(path, _record(3.0))
+    assert total.refresh("2026-11", (len(line), 3.0, 1)) == 5.0
+
+
 def test_the_month_total_never_counts_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     append_record(path, _record(1.0))

@@ -60,6 +60,9 @@ from monitoring.watchdog.state import WatchdogState, load_state, save_state
 if TYPE_CHECKING:  # rich is imported by the commands that print: `watch` never loads it
     from rich.text import Text  # (monitoring/console.py; issue 13, B9)
 
+    from monitoring.agents.base import Adapter
+    from monitoring.agents.engine import AgentManager
+
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_APPLIED = 0, 1, 2, 3
 DEFAULT_CONFIG = os.environ.get("PROVIDER_FALLBACK_CONFIG",
                                 "/etc/provider-fallback/watchdog.json")
@@ -693,27 +696,40 @@ def cmd_follow(state_dir: str, by: str, interval: float) -> int:
 
 def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
                as_json: bool) -> int:
-    """``agents``: every known agent, where it points, traps; ``release``/``manage`` NAME."""
+    """``agents``: every known agent, where it points, traps; ``release``/``manage`` NAME.
+    On WSL with ``linux.windows_profile``, the person's Windows-side agents are listed too, as
+    ``NAME@windows`` (the names the watchdog's events and the follower's report use), and
+    ``release``/``manage NAME@windows`` act on those files."""
     from monitoring.agents import ADAPTERS
     from monitoring.agents.engine import AgentManager, key_command
-    from monitoring.agents.follower import follower_of
+    from monitoring.agents.follower import WINDOWS_RECORDS_DIR, WINDOWS_SUFFIX, follower_of
 
     manager = agent_manager(config)
     whose = follower_of(config.paths.state_dir) if config.os == "linux" else None
     report = whose.report() if whose is not None else None
+    sides: dict[str, AgentManager] = {"": manager}
     if whose is not None:  # a person's agents: their home, their follower's records
-        manager = AgentManager(config.agents, config.targets, home=whose.home,
-                               records_dir=whose.records, os_name=config.os,
-                               key_command=key_command())
-    known = {**ADAPTERS, **{n: manager.adapter(n) for n in manager.specs if n not in ADAPTERS}}
+        manager = sides[""] = AgentManager(config.agents, config.targets, home=whose.home,
+                                           records_dir=whose.records, os_name=config.os,
+                                           key_command=key_command())
+        if config.windows_side is not None:  # and their Windows profile, seen from WSL
+            sides[WINDOWS_SUFFIX] = AgentManager(
+                config.agents, config.windows_side.targets,
+                home=Path(config.windows_side.home),
+                records_dir=whose.folder / WINDOWS_RECORDS_DIR, os_name="windows",
+                key_command=key_command())
     if action in ("release", "manage"):
-        if name not in manager.specs:
-            return _usage(f"{name!r} is not enrolled; one of: {', '.join(manager.specs)}")
+        name = name or ""
+        side = WINDOWS_SUFFIX if name.endswith(WINDOWS_SUFFIX) and WINDOWS_SUFFIX in sides else ""
+        on, bare = sides[side], name[:len(name) - len(side)]
+        if bare not in on.specs:
+            return _usage(f"{name!r} is not enrolled; one of: "
+                          + ", ".join(n + s for s in sides for n in sides[s].specs))
         if action == "manage":
-            manager.manage(name)
+            on.manage(bare)
             print(f"{name}: managed again from the next tick")
             return EXIT_OK
-        for line in manager.release(name) or ["nothing was ever written"]:
+        for line in on.release(bare) or ["nothing was ever written"]:
             print(f"{name}: {line}")
         print(f"{name}: released; {whose.by(report) if whose else 'the watchdog'} leaves "
               "its files alone "
@@ -724,29 +740,19 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
     last = {a.get("agent"): a for a in (raw if isinstance(raw, list) else [])
             if isinstance(a, dict)}
     managed_by = whose.phrase(report) if whose is not None else None
-    rows = []
-    for key, adapter in known.items():
-        enrolled = key in manager.specs
-        row: dict[str, Any] = {
-            "agent": key, "label": adapter.label,
-            "installed": adapter.installed(home=manager.home),
-            "enrolled": enrolled, "wire": adapter.wire, "live_reload": adapter.live_reload,
-            "key": adapter.key_mechanism, "whose": str(manager.home),
-            "managed_by": managed_by,
-            "traps": [t.__dict__ for t in adapter.traps(manager.home, os.environ,
-                                                        Path.cwd())]}
-        if enrolled:
-            row["files"] = {r: str(p) for r, p in manager.paths(key).items()}
-            row["points_at"] = manager.current(key)
-            row["managed"] = manager.managed(key)
-            row["expected"] = (last.get(key) or {}).get("target")
-            row["matches_active"] = row["points_at"] == row["expected"]
-            row["last_error"] = (last.get(key) or {}).get("error")
-        rows.append(row)
+    known = {**ADAPTERS, **{n: manager.adapter(n) for n in manager.specs if n not in ADAPTERS}}
+    rows = [_agent_row(manager, key, adapter, last.get(key), managed_by)
+            for key, adapter in known.items()]
+    for side, other in sides.items():
+        if side:  # only what the follower manages there: no PATH or environment to look at
+            rows += [_agent_row(other, key, other.adapter(key), last.get(key + side),
+                                managed_by, side) for key in other.specs]
     if as_json:
         _print_json(rows)
         return EXIT_OK
     print(f"agent files of: {manager.home}" + (f" ({managed_by})" if managed_by else ""))
+    if len(sides) > 1:
+        print(f"and of the Windows profile: {sides[WINDOWS_SUFFIX].home} (NAME@windows)")
     for row in rows:
         state_text = "enrolled" if row["enrolled"] else "not enrolled"
         print(f"{row['label']} ({row['agent']}): {state_text}, "
@@ -764,6 +770,29 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
         for trap in row["traps"]:
             print(f"  TRAP: {trap['what']}; fix: {trap['fix']}")
     return EXIT_OK
+
+
+def _agent_row(manager: AgentManager, key: str, adapter: Adapter, last: dict[str, Any] | None,
+               managed_by: str | None, side: str = "") -> dict[str, Any]:
+    """One row of ``agents``: the agent ``key`` as ``manager`` (one home, one side) sees it;
+    ``last`` is what the watchdog's last tick recorded for it."""
+    enrolled = key in manager.specs
+    row: dict[str, Any] = {
+        "agent": key + side, "label": adapter.label + (" (Windows)" if side else ""),
+        # A Windows-side agent's programs are not on WSL's PATH: its IDE extension only.
+        "installed": adapter.installed(env={"PATH": ""} if side else None, home=manager.home),
+        "enrolled": enrolled, "wire": adapter.wire, "live_reload": adapter.live_reload,
+        "key": adapter.key_mechanism, "whose": str(manager.home), "managed_by": managed_by,
+        "traps": [] if side else [t.__dict__ for t in adapter.traps(manager.home, os.environ,
+                                                                     Path.cwd())]}
+    if enrolled:
+        row["files"] = {r: str(p) for r, p in manager.paths(key).items()}
+        row["points_at"] = manager.current(key)
+        row["managed"] = manager.managed(key)
+        row["expected"] = (last or {}).get("target")
+        row["matches_active"] = row["points_at"] == row["expected"]
+        row["last_error"] = (last or {}).get("error")
+    return row
 
 
 # --------------------------------------------------------------------------- watch

@@ -5,17 +5,23 @@ with the proxy at http://127.0.0.1:<port>; data cases on a fake /mnt/c tree."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from monitoring.agents import follower as fol
+from monitoring.cli import main
 from monitoring.events import EventLog
 from monitoring.host_config import WatchdogConfig
 from monitoring.stack.layout import layout
 from monitoring.stack.load import load_stack
 from monitoring.watchdog.exporter import Exporter
 from monitoring.watchdog.loop import Watchdog
+from monitoring.watchdog.state import save_state
 from tasks.render import watchdog
 from tests.conftest import STACK_FILE
 from tests.support.watchdog_harness import RecordingBackend, fast_config
@@ -111,3 +117,53 @@ def test_the_decision_names_the_profile_and_windows_targets_only_when_set(
                                                  "http://127.0.0.1:4000"}
     stack = load_stack(STACK_FILE)
     assert watchdog.build(stack, layout(stack, "linux")).windows_side is None
+
+
+def test_agents_lists_the_windows_side_and_releases_it_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``agents`` shows the person's Windows-side agents as NAME@windows (their files, where
+    they point, managed or not), and ``release kilo-code@windows`` gives back the Windows
+    file's own bytes while the WSL-side kilo-code stays managed."""
+    dog, config, follower, profile = _setup(tmp_path)
+    entry = pwd.getpwuid(os.getuid())
+    person = pwd.struct_passwd(("alice", "x", entry.pw_uid, entry.pw_gid, "",
+                                str(follower.home), "/bin/sh"))
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: person)
+    kilo = profile / ".config" / "kilo" / "kilo.jsonc"
+    dog._switch({t.name: t for t in config.targets}["litellm"], NOW, pinned=False)
+    follower.tick()
+    dog._write_agents({t.name: t for t in config.targets}["litellm"])
+    save_state(dog.state, config.paths.state_file)
+    path = tmp_path / "watchdog.json"
+    path.write_text(config.model_dump_json())
+    capsys.readouterr()
+
+    assert main(["agents", "--json", "--config", str(path)]) == 0
+    rows = {r["agent"]: r for r in json.loads(capsys.readouterr().out)}
+    win = rows["kilo-code@windows"]
+    assert win["label"] == "Kilo Code (Windows)"
+    assert win["whose"] == str(profile)
+    assert win["files"]
+    assert all(f.startswith(str(profile)) for f in win["files"].values())
+    assert (win["points_at"], win["expected"], win["managed"]) == ("litellm", "litellm", True)
+    assert win["traps"] == []
+    assert rows["kilo-code"]["whose"] == str(follower.home)
+    assert {"gemini-cli@windows", "kilo-code", "gemini-cli"} <= set(rows)
+    assert main(["agents", "--config", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert f"and of the Windows profile: {profile} (NAME@windows)" in text
+    assert "Kilo Code (Windows) (kilo-code@windows): enrolled" in text
+
+    assert main(["agents", "release", "kilo-code@windows", "--config", str(path)]) == 0
+    assert "kilo-code@windows: released" in capsys.readouterr().out
+    assert kilo.read_bytes() == KILO.encode()  # the person's own bytes, CRLF and comment
+    follower.tick()
+    assert kilo.read_bytes() == KILO.encode(), "the follower leaves a released agent alone"
+    assert follower.manager is not None
+    assert follower.manager.managed("kilo-code")
+    assert main(["agents", "manage", "kilo-code@windows", "--config", str(path)]) == 0
+    follower.tick()
+    assert b"http://127.0.0.1:4000/v1" in kilo.read_bytes()
+    assert main(["agents", "release", "nobody@windows", "--config", str(path)]) == 2
+    assert "kilo-code@windows" in capsys.readouterr().err

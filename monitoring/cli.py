@@ -22,7 +22,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -695,7 +695,7 @@ def cmd_follow(state_dir: str, by: str, interval: float) -> int:
 
 
 def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
-               as_json: bool) -> int:
+               as_json: bool, *, every: bool = False) -> int:
     """``agents``: every known agent, where it points, traps; ``release``/``manage`` NAME.
     On WSL with ``linux.windows_profile``, the person's Windows-side agents are listed too, as
     ``NAME@windows`` (the names the watchdog's events and the follower's report use), and
@@ -718,6 +718,10 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
                 home=Path(config.windows_side.home),
                 records_dir=whose.folder / WINDOWS_RECORDS_DIR, os_name="windows",
                 key_command=key_command())
+    if every:
+        if action != "release" or name:
+            return _usage("--all goes with `agents release` and no NAME")
+        return _release_all(sides, whose.by(report) if whose else "the watchdog")
     if action in ("release", "manage"):
         name = name or ""
         side = WINDOWS_SUFFIX if name.endswith(WINDOWS_SUFFIX) and WINDOWS_SUFFIX in sides else ""
@@ -769,6 +773,20 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
         print(f"  key: {row['key']}")
         for trap in row["traps"]:
             print(f"  TRAP: {trap['what']}; fix: {trap['fix']}")
+    return EXIT_OK
+
+
+def _release_all(sides: Mapping[str, AgentManager], by: str) -> int:
+    """``agents release --all``: every enrolled agent that was ever written, on every side, is
+    given its person's own values back and released. The deploy runs it before it retires a
+    person's follower, so their files are not left pointing where the last switch put them."""
+    for side, manager in sides.items():
+        for name in manager.specs:
+            if not manager.managed(name):
+                continue
+            for line in manager.release(name) or ["nothing was ever written"]:
+                print(f"{name}{side}: {line}")
+            print(f"{name}{side}: released; {by} leaves its files alone")
     return EXIT_OK
 
 
@@ -948,6 +966,9 @@ def parser(targets: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         help="release or manage an enrolled agent, print a key (key VAR), or "
                         "run a person's follower (follow: what provider-fallback-agents@ runs)")
     agents.add_argument("name", nargs="?", help="agent (release/manage) or variable (key)")
+    agents.add_argument("--all", action="store_true", dest="every",
+                        help="release: every enrolled agent of the person, on every side (the "
+                        "deploy runs it when linux.agents_user stops naming them)")
     agents.add_argument("--state-dir", help="follow: the watchdog's state directory")
     agents.add_argument("--by", default="provider-fallback agents follow",
                         help="follow: the service name shown in status")
@@ -978,7 +999,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return cmd_follow(args.state_dir, args.by, args.interval)
     config = _load(args.config)
     if args.command == "agents":
-        return cmd_agents(config, args.action, args.name, args.json)
+        return cmd_agents(config, args.action, args.name, args.json, every=args.every)
     if args.command == "watch":
         return cmd_watch(config)
     if args.command == "status":

@@ -23,6 +23,12 @@ Their agents are switched by a follower running AS THEM (monitoring/agents/follo
 ``provider-fallback-agents`` init script for the login in ``/etc/default``) and creates the
 follower's directory in the state directory, owned by them; with nobody it removes both,
 and the watchdog switches the service account's own files again.
+
+When ``linux.agents_user`` stops naming someone (another person, or nobody), their follower is
+stopped and their agents are given their own values back (``provider-fallback agents release
+--all``, from the takeover records) BEFORE the follower's directory is removed: otherwise their
+files would keep pointing where the last switch put them, and their records, which the next
+person's follower cannot read or replace (they are 0600, theirs), would block that follower.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from pyinfra import host  # type: ignore[attr-defined]
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Directory, File, FileContents, FindLinks
-from pyinfra.operations import files, systemd, sysvinit
+from pyinfra.operations import files, server, systemd, sysvinit
 
 from monitoring.agents.follower import FOLLOWER_DIR
 from monitoring.stack.layout import Layout
@@ -169,6 +175,36 @@ def follower_instance(stack: Stack, login: str) -> str:
     return stack.linux.units.agents.replace("@.service", f"@{login}.service")
 
 
+def _previous_person(folder: str, login: str | None) -> str | None:
+    """The owner of an existing follower's directory when it is not ``login``: the person
+    ``linux.agents_user`` named before (a number when that user was deleted since)."""
+    info = host.get_fact(Directory, path=folder)
+    owner = str(info["user"]) if info else None
+    return owner if owner is not None and owner != login else None
+
+
+def _retire(stack: Stack, lay: Layout, folder: str, previous: str, *,
+            systemd_host: bool) -> None:
+    """Stop ``previous``'s follower, give their agents their own values back, remove its
+    directory (see the module docstring). A user deleted since (``stat`` says UNKNOWN or a
+    uid) has no home to give anything back to: only the directory goes (and any instance of
+    theirs is stopped and disabled with the others that are not wanted)."""
+    if previous.isdigit() or previous == "UNKNOWN":
+        files.directory(name=f"{folder} removed: its owner no longer exists", path=folder,
+                        present=False)
+        return
+    service = follower_instance(stack, previous) if systemd_host else follower_names(stack)[1]
+    (systemd if systemd_host else sysvinit).service(
+        name=f"{service} stopped: linux.agents_user no longer names {previous}",
+        service=service, running=False)
+    server.shell(name=f"{previous}'s agents given their own values back "
+                 "(provider-fallback agents release --all)",
+                 commands=[shlex.join([lay.watchdog_bin, "agents", "release", "--all",
+                                       "--config", lay.watchdog_config])])
+    files.directory(name=f"{folder} removed: it held {previous}'s takeover records",
+                    path=folder, present=False)
+
+
 def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str, str] | None,
              *, systemd_host: bool, restart_on: Sequence[OperationMeta]) -> None:
     """The person's agents follower, or none (``person`` None): see the module docstring.
@@ -182,6 +218,9 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
     folder = lay.state(FOLLOWER_DIR)
     defaults = follower_defaults(stack)
     login = person["name"] if person is not None else None
+    previous = _previous_person(folder, login)
+    if previous is not None:
+        _retire(stack, lay, folder, previous, systemd_host=systemd_host)
     if login is not None:
         # Owned by the person (the follower writes its records and report there), readable
         # by the service group (the watchdog reads the report); its owner says whose agents.
@@ -221,7 +260,7 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
         if login is not None:
             line = f"AGENTS_USER={shlex.quote(login)}"
             before = host.get_fact(FileContents, path=defaults)
-            if before and line not in before:
+            if before and line not in before and previous is None:
                 # Stopped while the script still names the previous person: its stop
                 # matches the running follower by that user.
                 sysvinit.service(name=f"{name} stopped: linux.agents_user names someone "

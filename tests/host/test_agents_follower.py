@@ -2,9 +2,11 @@
 and Gemini CLI files is named in ``linux.agents_user``; the deploy enables
 ``provider-fallback-agents@<login>``, which switches THEIR files to the fallback after a real
 failover and back after the restore. The files stay theirs (owner, modes); the service
-account's agent files are not touched meanwhile. At the end the host is deployed again with
-nobody named (as the session's other modules expect it): the follower is stopped and
-disabled and its directory removed."""
+account's agent files are not touched meanwhile. Then another person is named: the first one's
+follower stops, their files get their own bytes back, and the new person's follower starts
+in a directory of its own. At the end the host is deployed again with nobody named (as the
+session's other modules expect it): the follower is stopped and disabled, the last person's
+files are theirs again, and the directory is removed."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from tests.support.polling import until
 pytestmark = pytest.mark.host
 
 LOGIN = "alice"
+#: The person named next (linux.agents_user changed).
+OTHER = "bob"
 FAILING = ("groq", "openrouter")  # every provider of the proxy target's chain
 #: The person's own files, in the agents' own formats (what the adapters read and write).
 KILO = '{\n  // alice\'s own settings\n  "theme": "dark",\n  "autoupdate": false\n}\n'
@@ -40,8 +44,15 @@ def _sh(env: HostEnv, command: str) -> str:
     return str(done.stdout)
 
 
-def _as_person(env: HostEnv, command: str) -> str:
-    return _sh(env, f"su -s /bin/sh {LOGIN} -c {shlex.quote(command)}")
+def _person(env: HostEnv, login: str) -> str:
+    """``login``, created with their own agent files (alice's, in their name); their home."""
+    _sh(env, f"id {login} >/dev/null 2>&1 || useradd -m -s /bin/bash {login}")
+    for rel, (text, mode) in FILES.items():
+        own = text.replace("alice", login)
+        _sh(env, f"su -s /bin/sh {login} -c " + shlex.quote(
+            f"mkdir -p $(dirname ~/{rel}) && printf %s {shlex.quote(own)} > ~/{rel} "
+            f"&& chmod {mode} ~/{rel}"))
+    return _sh(env, f"getent passwd {login} | cut -d: -f6").strip()
 
 
 def _inventory(env: HostEnv, path: Path, agents_user: str | None) -> Path:
@@ -80,11 +91,7 @@ def test_a_persons_agents_follow_a_real_failover_and_restore(host_env: HostEnv,
                                                              tmp_path: Path) -> None:
     env = host_env
     unit = env.stack.linux.units.agents.replace("@.", f"@{LOGIN}.")
-    _sh(env, f"id {LOGIN} >/dev/null 2>&1 || useradd -m -s /bin/bash {LOGIN}")
-    home = _sh(env, f"getent passwd {LOGIN} | cut -d: -f6").strip()
-    for rel, (text, mode) in FILES.items():
-        _as_person(env, f"mkdir -p $(dirname ~/{rel}) && printf %s {shlex.quote(text)} "
-                        f"> ~/{rel} && chmod {mode} ~/{rel}")
+    home = _person(env, LOGIN)
     person = _inventory(env, tmp_path / "person.py", LOGIN)
     try:
         run_deploy(person, env.env).check()
@@ -135,6 +142,26 @@ def test_a_persons_agents_follow_a_real_failover_and_restore(host_env: HostEnv,
         status = _sh(env, f"{env.layout.watchdog_bin} status --config "
                           f"{env.layout.watchdog_config}")
         assert f"agents' files: managed for {LOGIN} by {unit}" in status
+
+        # Another person named: alice's follower stops and her files get her own bytes back
+        # (her takeover records), then bob's follower starts in a directory of his own.
+        bob_home = _person(env, OTHER)
+        other = _inventory(env, tmp_path / "other.py", OTHER)
+        run_deploy(other, env.env).check()
+        for rel, (text, mode) in FILES.items():
+            assert _sh(env, f"cat {home}/{rel}") == text, f"{LOGIN}'s own {rel} back"
+            assert _sh(env, f"stat -c '%U %a' {home}/{rel}").split() == [LOGIN, mode], rel
+        assert env.run(f"systemctl is-active {unit}").stdout.strip() != "active"
+        assert env.run(f"systemctl is-enabled {unit}").stdout.strip() != "enabled"
+        bob_unit = unit.replace(f"@{LOGIN}.", f"@{OTHER}.")
+        assert _sh(env, f"systemctl is-active {bob_unit}").strip() == "active"
+        assert _sh(env, f"stat -c '%U %a' {folder}").split() == [OTHER, "750"]
+        until(lambda: set(_points_at(env).values()) == {"litellm"}
+              and _agents(env)["kilo-code"]["whose"] == bob_home, 90,
+              f"{OTHER}'s agents on the proxy")
+        assert run_deploy(other, env.env).check().changed == 0  # idempotent
+        for rel, (text, _) in FILES.items():
+            assert _sh(env, f"cat {home}/{rel}") == text, f"{LOGIN}'s {rel} left alone"
     finally:
         # Nobody named again: the session's other modules expect the service account's host.
         nobody = _inventory(env, tmp_path / "nobody.py", None)
@@ -142,6 +169,10 @@ def test_a_persons_agents_follow_a_real_failover_and_restore(host_env: HostEnv,
     assert env.run(f"systemctl is-enabled {unit}").stdout.strip() != "enabled"
     assert env.run(f"systemctl is-active {unit}").stdout.strip() != "active"
     assert env.run(f"test -e {env.layout.state(FOLLOWER_DIR)}").rc != 0
+    # Nobody named: bob's files are his own again too.
+    bob_home = _sh(env, f"getent passwd {OTHER} | cut -d: -f6").strip()
+    for rel, (text, _) in FILES.items():
+        assert _sh(env, f"cat {bob_home}/{rel}") == text.replace("alice", OTHER), rel
     until(lambda: env.run(f"test -e {env.layout.state(DECISION_FILE)}").rc != 0, 30,
           "the watchdog removing the decision nobody reads any more")
     assert _sh(env, f"stat -c %a {env.layout.state_dir}").strip() == "750"

@@ -1,7 +1,8 @@
 """Whose agents on a host whose PID 1 is not systemd: the deploy installs
 ``/etc/init.d/provider-fallback-agents`` for the login in ``/etc/default``, which starts the
 follower AS THAT PERSON (start-stop-daemon --chuid): their Kilo Code and Gemini CLI files point
-where the watchdog decided, stay theirs, and a second deploy changes nothing."""
+where the watchdog decided, stay theirs, and a second deploy changes nothing. With nobody
+named again, the follower stops and the person's files are their own again."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import json
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,3 +79,30 @@ def test_the_init_script_runs_the_follower_as_the_person(guest: tuple[TestHost, 
     assert _sh(host, f"stat -c '%U %a' {home}/.gemini/.env").split() == [LOGIN, "600"]
     assert _sh(host, f"stat -c %U {lay.state(FOLLOWER_DIR)}").strip() == LOGIN
     assert run_deploy(inventory, env).check().changed == 0
+
+
+def test_nobody_named_stops_it_and_gives_the_person_their_files_back(
+        guest: tuple[TestHost, Any], tmp_path: Path) -> None:
+    """``linux.agents_user: null``: the init script's follower is stopped, the person's files
+    get their own bytes back from the takeover records, and the directory goes."""
+    host, (stack, _, env, _) = guest
+    lay = layout(stack, "linux")
+    name = stack.linux.units.agents.removesuffix("@.service")
+    home = _sh(host, f"getent passwd {LOGIN} | cut -d: -f6").strip()
+    kilo = f"{home}/.config/kilo/kilo.jsonc"
+    def managed() -> bool:
+        out = _sh(host, f"{lay.watchdog_bin} agents --json --config {lay.watchdog_config}")
+        rows = {r["agent"]: r for r in json.loads(out)}
+        return bool(rows["kilo-code"]["managed"] and rows["kilo-code"]["points_at"])
+
+    until(managed, 120, f"{LOGIN}'s Kilo Code file switched")
+    assert _sh(host, f"cat {kilo}") != KILO
+    nobody = write_inventory(tmp_path / "inventory.py", [host],
+                             {"stack": {"linux": {"agents_user": None}}})
+    run_deploy(nobody, env).check()
+    assert _sh(host, f"cat {kilo}") == KILO
+    assert _sh(host, f"stat -c '%U %a' {kilo}").split() == [LOGIN, "644"]
+    assert host.ssh(f"test -e {lay.state(FOLLOWER_DIR)}").returncode != 0
+    assert host.ssh(f"test -e /etc/default/{name}").returncode != 0
+    assert host.ssh(f"pgrep -u {LOGIN} -f 'agents follow'").returncode != 0
+    assert run_deploy(nobody, env).check().changed == 0

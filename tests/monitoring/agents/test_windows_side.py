@@ -167,3 +167,36 @@ def test_agents_lists_the_windows_side_and_releases_it_alone(
     assert b"http://127.0.0.1:4000/v1" in kilo.read_bytes()
     assert main(["agents", "release", "nobody@windows", "--config", str(path)]) == 2
     assert "kilo-code@windows" in capsys.readouterr().err
+
+
+def test_agents_release_all_gives_every_side_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``agents release --all`` (what the deploy runs before it retires a person's follower):
+    the Windows files get their own bytes back, the files provider-fallback created in the
+    WSL home are removed, every agent is released; with a NAME it is a usage error."""
+    dog, config, follower, profile = _setup(tmp_path)
+    entry = pwd.getpwuid(os.getuid())
+    person = pwd.struct_passwd(("alice", "x", entry.pw_uid, entry.pw_gid, "",
+                                str(follower.home), "/bin/sh"))
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: person)
+    dog._switch({t.name: t for t in config.targets}["litellm"], NOW, pinned=False)
+    follower.tick()
+    created = follower.home / ".config" / "kilo" / "kilo.jsonc"
+    assert created.exists()
+    path = tmp_path / "watchdog.json"
+    path.write_text(config.model_dump_json())
+    capsys.readouterr()
+    assert main(["agents", "release", "kilo-code", "--all", "--config", str(path)]) == 2
+    assert main(["agents", "release", "--all", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("kilo-code", "gemini-cli", "kilo-code@windows", "gemini-cli@windows"):
+        assert f"{name}: released" in out, out
+    assert (profile / ".config" / "kilo" / "kilo.jsonc").read_bytes() == KILO.encode()
+    assert (profile / ".gemini" / ".env").read_bytes() == DOTENV.encode()
+    assert (profile / ".gemini" / "settings.json").read_bytes() == SETTINGS.encode()
+    assert not created.exists(), "provider-fallback created it: removed"
+    follower.tick()
+    assert (profile / ".config" / "kilo" / "kilo.jsonc").read_bytes() == KILO.encode()
+    assert main(["agents", "release", "--all", "--config", str(path)]) == 0
+    assert capsys.readouterr().out == "", "nothing left to give back"

@@ -485,28 +485,13 @@ def follow_events(path: str | Path, since: datetime | None,
     """The events of ``path`` since ``since``, then each new one as it is appended (like
     ``tail -f``): only complete lines, and from the start again if the file was replaced,
     cut or deleted and created again (:class:`~monitoring.file_cursor.FileCursor`)."""
-    target = Path(path)
     cursor = FileCursor()
     while not stop():
-        try:
-            fh = target.open("rb")
-        except FileNotFoundError:
-            cursor.forget()
+        _, lines = cursor.read_lines(path)
+        if not lines:
             time.sleep(POLL_S)
             continue
-        with fh:
-            st = os.fstat(fh.fileno())
-            cursor.check(fh, st)
-            start = cursor.offset
-            fh.seek(start)
-            chunk = fh.read(st.st_size - start) if st.st_size > start else b""
-            end = chunk.rfind(b"\n")
-            if end >= 0:
-                cursor.advance(fh, start + end + 1)
-        if end < 0:
-            time.sleep(POLL_S)
-            continue
-        for raw in chunk[:end].split(b"\n"):
+        for raw in lines:
             event = parse_line(raw.decode("utf-8", "replace").rstrip("\r"))
             if event is not None and (since is None or event.ts >= since):
                 yield event
@@ -701,23 +686,16 @@ def cmd_agents(config: WatchdogConfig, action: str | None, name: str | None,
     ``NAME@windows`` (the names the watchdog's events and the follower's report use), and
     ``release``/``manage NAME@windows`` act on those files."""
     from monitoring.agents import ADAPTERS
-    from monitoring.agents.engine import AgentManager, key_command
-    from monitoring.agents.follower import WINDOWS_RECORDS_DIR, WINDOWS_SUFFIX, follower_of
+    from monitoring.agents.engine import key_command
+    from monitoring.agents.follower import WINDOWS_SUFFIX, follower_of, person_managers
 
-    manager = agent_manager(config)
     whose = follower_of(config.paths.state_dir) if config.os == "linux" else None
     report = whose.report() if whose is not None else None
-    sides: dict[str, AgentManager] = {"": manager}
-    if whose is not None:  # a person's agents: their home, their follower's records
-        manager = sides[""] = AgentManager(config.agents, config.targets, home=whose.home,
-                                           records_dir=whose.records, os_name=config.os,
-                                           key_command=key_command())
-        if config.windows_side is not None:  # and their Windows profile, seen from WSL
-            sides[WINDOWS_SUFFIX] = AgentManager(
-                config.agents, config.windows_side.targets,
-                home=Path(config.windows_side.home),
-                records_dir=whose.folder / WINDOWS_RECORDS_DIR, os_name="windows",
-                key_command=key_command())
+    # A person's agents: their home (and Windows profile), their follower's records.
+    sides = (person_managers(config.agents, config.targets, config.os, config.windows_side,
+                             home=whose.home, folder=whose.folder, key_command=key_command())
+             if whose is not None else {"": agent_manager(config)})
+    manager = sides[""]
     if every:
         if action != "release" or name:
             return _usage("--all goes with `agents release` and no NAME")

@@ -17,7 +17,10 @@ offset. A new file would have to repeat both to be taken for the old one.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import BinaryIO, Final
+
+from monitoring.atomic import StrPath
 
 #: How many bytes of the file's start, and before the offset, identify what was read.
 PROBE_BYTES: Final = 64
@@ -56,6 +59,26 @@ class FileCursor:
             self._head = _read_at(fh, 0, min(PROBE_BYTES, offset))
         start = max(0, offset - PROBE_BYTES)
         self._tail = _read_at(fh, start, offset - start)
+
+    def read_lines(self, path: StrPath) -> tuple[bool, list[bytes]]:
+        """The complete lines appended to ``path`` since the last call (without their
+        newlines), and whether they continue what was read (False: the file is new,
+        replaced or cut, and these are its lines from the start). A missing file has none; a
+        line still being written is read next time."""
+        try:
+            with Path(path).open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                kept = self.check(fh, st)
+                start = self.offset
+                fh.seek(start)
+                chunk = fh.read(max(0, st.st_size - start))
+                end = chunk.rfind(b"\n")
+                if end >= 0:
+                    self.advance(fh, start + end + 1)
+        except FileNotFoundError:
+            self.forget()
+            return False, []
+        return kept, chunk[:end].split(b"\n") if end >= 0 else []
 
     def rewind(self) -> None:
         """Read this file again from its start (a reader that starts a new sum)."""

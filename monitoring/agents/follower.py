@@ -145,10 +145,6 @@ class Whose:
     folder: Path
 
     @property
-    def records(self) -> Path:
-        return self.folder / RECORDS_DIR
-
-    @property
     def report_path(self) -> Path:
         return self.folder / REPORT_FILE
 
@@ -179,6 +175,24 @@ def follower_of(state_dir: str | os.PathLike[str]) -> Whose | None:
     except (OSError, KeyError):
         return None
     return Whose(login=entry.pw_name, home=Path(entry.pw_dir), folder=folder)
+
+
+def person_managers(agents: Sequence[AgentSpec], targets: Sequence[TargetSpec], os_name: str,
+                    windows: WindowsSide | None, *, home: Path, folder: Path,
+                    env: Mapping[str, str] | None = None, key_command: Sequence[str] = ()
+                    ) -> dict[str, AgentManager]:
+    """The managers of a person's agents, by side: ``""`` for their home, with the records
+    in the follower's directory, and :data:`WINDOWS_SUFFIX` for their Windows profile (WSL)
+    when ``windows`` names it. What the follower applies with and the CLI reads and releases
+    with: the same homes, targets and records."""
+    sides = {"": AgentManager(agents, targets, home=home, records_dir=folder / RECORDS_DIR,
+                              os_name=os_name, env=env, key_command=key_command)}
+    if windows is not None:
+        sides[WINDOWS_SUFFIX] = AgentManager(
+            agents, windows.targets, home=windows.home,
+            records_dir=folder / WINDOWS_RECORDS_DIR, os_name="windows", env=env,
+            key_command=key_command)
+    return sides
 
 
 def applied_result(name: str, label: str, target: str | None, report: Mapping[str, Any] | None,
@@ -253,20 +267,12 @@ class Follower:
         if old is None or old.id != decision.id:
             self._changed.clear()
         if (self.manager is None or old is None or old.agents != decision.agents
-                or old.targets != decision.targets or old.os != decision.os):
-            self.manager = AgentManager(decision.agents, decision.targets, home=self.home,
-                                        records_dir=self.folder / RECORDS_DIR,
-                                        os_name=decision.os, env=self.env,
-                                        key_command=self.key_command)
-        if decision.windows is None:
-            self.windows = None
-        elif self.windows is None or old is None or old.windows != decision.windows \
-                or old.agents != decision.agents:
-            self.windows = AgentManager(decision.agents, decision.windows.targets,
-                                        home=decision.windows.home,
-                                        records_dir=self.folder / WINDOWS_RECORDS_DIR,
-                                        os_name="windows", env=self.env,
-                                        key_command=self.key_command)
+                or old.targets != decision.targets or old.os != decision.os
+                or old.windows != decision.windows):
+            sides = person_managers(decision.agents, decision.targets, decision.os,
+                                    decision.windows, home=self.home, folder=self.folder,
+                                    env=self.env, key_command=self.key_command)
+            self.manager, self.windows = sides[""], sides.get(WINDOWS_SUFFIX)
         self.decision = decision
 
     def tick(self) -> bool:

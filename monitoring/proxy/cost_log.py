@@ -205,27 +205,10 @@ class CostLedger:
 
     def refresh(self) -> list[CostRecord]:
         """The records appended since the last call (all of them after a rotation)."""
-        try:
-            fh = self.path.open("rb")
-        except FileNotFoundError:
+        kept, lines = self._cursor.read_lines(self.path)
+        if not kept:
             self.records = []
-            self._cursor.forget()
-            return []
-        with fh:
-            st = os.fstat(fh.fileno())
-            if not self._cursor.check(fh, st):
-                self.records = []
-            start = self._cursor.offset
-            if st.st_size == start:
-                return []
-            fh.seek(start)
-            chunk = fh.read(st.st_size - start)
-            end = chunk.rfind(b"\n")
-            if end < 0:
-                return []
-            self._cursor.advance(fh, start + end + 1)
-        new = [r for r in (parse_line(line) for line in chunk[:end].split(b"\n"))
-               if r is not None]
+        new = [r for r in (parse_line(line) for line in lines) if r is not None]
         self.records.extend(new)
         return new
 

@@ -183,24 +183,44 @@ def _previous_person(folder: str, login: str | None) -> str | None:
     return owner if owner is not None and owner != login else None
 
 
-def _retire(stack: Stack, lay: Layout, folder: str, previous: str, *,
-            systemd_host: bool) -> None:
-    """Stop ``previous``'s follower, give their agents their own values back, remove its
-    directory (see the module docstring). A user deleted since (``stat`` says UNKNOWN or a
-    uid) has no home to give anything back to: only the directory goes (and any instance of
-    theirs is stopped and disabled with the others that are not wanted)."""
-    if previous.isdigit() or previous == "UNKNOWN":
-        files.directory(name=f"{folder} removed: its owner no longer exists", path=folder,
-                        present=False)
+def _stop_unwanted(stack: Stack, lay: Layout, login: str | None, *, systemd_host: bool) -> None:
+    """Stop (and disable) a follower that runs for someone ``linux.agents_user`` no longer
+    names, before anything of theirs is given back or removed."""
+    unit, name = follower_names(stack)
+    if systemd_host:
+        wanted = follower_instance(stack, login) if login is not None else None
+        wants = posixpath.join(str(lay.units_dir), "multi-user.target.wants")
+        links = host.get_fact(FindLinks, path=wants, fname=unit.replace("@.", "@*.")) or []
+        for link in sorted(links):
+            instance = posixpath.basename(link)
+            if instance != wanted:
+                systemd.service(name=f"{instance} stopped and disabled: linux.agents_user "
+                                "no longer names its user", service=instance, running=False,
+                                enabled=False)
+                files.directory(name=f"{instance}'s drop-in removed", present=False,
+                                path=posixpath.join(str(lay.units_dir), f"{instance}.d"))
         return
-    service = follower_instance(stack, previous) if systemd_host else follower_names(stack)[1]
-    (systemd if systemd_host else sysvinit).service(
-        name=f"{service} stopped: linux.agents_user no longer names {previous}",
-        service=service, running=False)
-    server.shell(name=f"{previous}'s agents given their own values back "
-                 "(provider-fallback agents release --all)",
-                 commands=[shlex.join([lay.watchdog_bin, "agents", "release", "--all",
-                                       "--config", lay.watchdog_config])])
+    before = host.get_fact(FileContents, path=follower_defaults(stack))
+    if login is None and before is not None:
+        sysvinit.service(name=f"{name} stopped: linux.agents_user names nobody",
+                         service=name, running=False, enabled=False)
+    elif before and f"AGENTS_USER={shlex.quote(login or '')}" not in before:
+        # Stopped while the script still names the previous person: its stop matches the
+        # running follower by that user.
+        sysvinit.service(name=f"{name} stopped: linux.agents_user names someone else now",
+                         service=name, running=False)
+
+
+def _give_back(lay: Layout, folder: str, previous: str) -> None:
+    """``previous``'s agents given their own values back, then their follower's directory
+    removed (see the module docstring; their follower is stopped by then). A user deleted
+    since (``stat`` says UNKNOWN or a uid) has no home to give anything back to: only the
+    directory goes. (The watchdog removes its decision file itself once nobody is named.)"""
+    if not (previous.isdigit() or previous == "UNKNOWN"):
+        server.shell(name=f"{previous}'s agents given their own values back "
+                     "(provider-fallback agents release --all)",
+                     commands=[shlex.join([lay.watchdog_bin, "agents", "release", "--all",
+                                           "--config", lay.watchdog_config])])
     files.directory(name=f"{folder} removed: it held {previous}'s takeover records",
                     path=folder, present=False)
 
@@ -209,7 +229,9 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
              *, systemd_host: bool, restart_on: Sequence[OperationMeta]) -> None:
     """The person's agents follower, or none (``person`` None): see the module docstring.
 
-    The template unit (or the init script) is put on every host of its kind, like the other
+    In order: a follower for someone no longer named is stopped, that person's files are
+    given back and their directory removed, then the person named now gets theirs. The
+    template unit (or the init script) is put on every host of its kind, like the other
     rendered files; an instance runs only for a person. ``restart_on``: the operations that
     changed its inputs (the venv, the secrets file). Idempotent: each step compares, the unit
     files are reloaded only when the template changed."""
@@ -218,9 +240,10 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
     folder = lay.state(FOLLOWER_DIR)
     defaults = follower_defaults(stack)
     login = person["name"] if person is not None else None
+    _stop_unwanted(stack, lay, login, systemd_host=systemd_host)
     previous = _previous_person(folder, login)
     if previous is not None:
-        _retire(stack, lay, folder, previous, systemd_host=systemd_host)
+        _give_back(lay, folder, previous)
     if login is not None:
         # Owned by the person (the follower writes its records and report there), readable
         # by the service group (the watchdog reads the report); its owner says whose agents.
@@ -242,38 +265,14 @@ def follower(stack: Stack, lay: Layout, rendered: Rendered, person: Mapping[str,
                 dest=posixpath.join(str(lay.units_dir), f"{wanted}.d", HOME_DROPIN)))
         systemd.daemon_reload(name=f"systemd daemon-reload: {unit} or its drop-in changed",
                               _if=any_changed(changed))
-        # An instance for someone else (agents_user changed) or for nobody: stopped, disabled.
-        wants = posixpath.join(str(lay.units_dir), "multi-user.target.wants")
-        links = host.get_fact(FindLinks, path=wants, fname=unit.replace("@.", "@*.")) or []
-        for link in sorted(links):
-            instance = posixpath.basename(link)
-            if instance != wanted:
-                systemd.service(name=f"{instance} stopped and disabled: linux.agents_user "
-                                "no longer names its user", service=instance, running=False,
-                                enabled=False)
-                files.directory(name=f"{instance}'s drop-in removed", present=False,
-                                path=posixpath.join(str(lay.units_dir), f"{instance}.d"))
         if wanted is not None:
             ensure_service(wanted, systemd_host=True, restart_on=[*changed, *restart_on])
     else:
         script = put_artifact(stack, script_rel, rendered[script_rel])
         if login is not None:
-            line = f"AGENTS_USER={shlex.quote(login)}"
-            before = host.get_fact(FileContents, path=defaults)
-            if before and line not in before and previous is None:
-                # Stopped while the script still names the previous person: its stop
-                # matches the running follower by that user.
-                sysvinit.service(name=f"{name} stopped: linux.agents_user names someone "
-                                 "else now", service=name, running=False)
             named = put_bytes(name=f"{defaults}: AGENTS_USER={login}",
-                              data=f"{line}\n".encode(),
+                              data=f"AGENTS_USER={shlex.quote(login)}\n".encode(),
                               dest=defaults, mode=0o644)
             ensure_service(name, systemd_host=False, restart_on=[script, named, *restart_on])
         elif host.get_fact(File, path=defaults):
-            sysvinit.service(name=f"{name} stopped: linux.agents_user names nobody",
-                             service=name, running=False, enabled=False)
             files.file(name=f"{defaults} removed", path=defaults, present=False)
-    if login is None:
-        # (The watchdog removes its decision file itself once this directory is gone.)
-        files.directory(name=f"{folder} removed: the watchdog switches its own home's agents",
-                        path=folder, present=False)
